@@ -1,0 +1,1 @@
+"""Bulk contact imports run by Celery inside a tenant's schema."""

@@ -1,0 +1,135 @@
+"""Records of bulk contact imports; they live in each tenant's schema."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+def bulk_import_upload_to(instance: BulkImport, filename: str) -> str:
+    from django.db import connection
+
+    return f"bulk_imports/{connection.schema_name}/{filename}"
+
+
+class BulkImport(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "XLSX"
+
+    file = models.FileField(
+        upload_to=bulk_import_upload_to, help_text=_("The uploaded file, in Django storage.")
+    )
+    original_name = models.CharField(
+        max_length=255, help_text=_("The file's name on the uploader's machine.")
+    )
+    size = models.BigIntegerField(default=0, help_text=_("File size in bytes."))
+    format = models.CharField(max_length=10, choices=Format.choices)
+    options = models.JSONField(
+        default=dict, blank=True, help_text=_("Import options: mode, column mapping, phone region.")
+    )
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    failure_reason = models.TextField(
+        blank=True, help_text=_("Why the file could not be imported at all.")
+    )
+    total_rows = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Data rows in the file, known once it has been read.")
+    )
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    processing_seconds = models.FloatField(
+        null=True, blank=True, help_text=_("Wall time of the import, in seconds.")
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("bulk import")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"
+
+
+class ErrorType(models.TextChoices):
+    MISSING_REQUIRED = "missing_required", _("missing required value")
+    INVALID_EMAIL = "invalid_email", _("invalid e-mail")
+    INVALID_PHONE = "invalid_phone", _("invalid phone number")
+    INVALID_DATE = "invalid_date", _("invalid date")
+    TOO_LONG = "too_long", _("value too long")
+    DUPLICATE_IN_FILE = "duplicate_in_file", _("duplicate in file")
+    DUPLICATE_EXISTING = "duplicate_existing", _("duplicate of an existing contact")
+    MALFORMED_ROW = "malformed_row", _("malformed row")
+
+
+class BulkImportError(models.Model):
+    """A row that was rejected (an error) or skipped (a duplicate), with its reason."""
+
+    bulk_import = models.ForeignKey(BulkImport, on_delete=models.CASCADE, related_name="errors")
+    row_number = models.PositiveIntegerField(
+        help_text=_("1-based number of the data row, not counting the header.")
+    )
+    field = models.CharField(max_length=100, blank=True)
+    error_type = models.CharField(max_length=30, choices=ErrorType.choices, db_index=True)
+    message = models.TextField()
+    raw_row = models.JSONField(default=dict, help_text=_("The row as read, header to value."))
+
+    class Meta:
+        ordering = ["bulk_import", "row_number"]
+
+
+class BulkImportSuccess(models.Model):
+    class Outcome(models.TextChoices):
+        CREATED = "created", _("created")
+        UPDATED = "updated", _("updated")
+
+    bulk_import = models.ForeignKey(
+        BulkImport, on_delete=models.CASCADE, related_name="successes"
+    )
+    row_number = models.PositiveIntegerField()
+    contact_id = models.BigIntegerField(
+        help_text=_("Primary key of the contact (BULK_IMPORT_CONTACT_MODEL) created or updated.")
+    )
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+
+    class Meta:
+        ordering = ["bulk_import", "row_number"]
+
+
+class BulkImportStats(models.Model):
+    bulk_import = models.ForeignKey(BulkImport, on_delete=models.CASCADE, related_name="stats")
+    field = models.CharField(max_length=100)
+    filled = models.PositiveIntegerField(default=0)
+    empty = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    distinct = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = _("bulk import stats")
+        ordering = ["bulk_import", "field"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bulk_import", "field"], name="bulk_import_stats_unique_field"
+            )
+        ]

@@ -1,0 +1,1 @@
+"""Per-schema migrations across many django-tenants schemas."""

@@ -1,0 +1,117 @@
+"""Fixtures shared by every test: real PostgreSQL schemas, a real Celery worker, command runner.
+
+The whole session has database access (``_session_db``): the tests are integration tests against
+real tenant schemas, which a per-test transaction or flush cannot isolate (schemas are created by
+DDL and django-tenants' flush only empties the public schema). Each test therefore creates tenants
+with unique schema names and never depends on rows it did not create.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PROJECT = REPO_ROOT / "example_project"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_db(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[None]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        yield
+
+
+@dataclass
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def run_command(name: str, *args: str, **options: object) -> CommandResult:
+    """Run a management command in-process; ``exit_code`` is the SystemExit code (0 if none)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    exit_code = 0
+    try:
+        call_command(name, *args, stdout=stdout, stderr=stderr, **options)
+    except SystemExit as exc:
+        exit_code = int(exc.code or 0)
+    finally:
+        connection.set_schema_to_public()
+    return CommandResult(stdout.getvalue(), stderr.getvalue(), exit_code)
+
+
+def unique_schema_name(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_tenant() -> Iterator[Callable[..., object]]:
+    """Create tenants (schema migrated) for one test; drops their schemas afterwards."""
+    from customers.models import Client, Domain
+
+    created: list[Client] = []
+
+    def make(schema_name: str | None = None, *, migrate: bool = True) -> Client:
+        schema_name = schema_name or unique_schema_name()
+        connection.set_schema_to_public()
+        tenant = Client(schema_name=schema_name, name=schema_name)
+        if not migrate:
+            tenant.auto_create_schema = False
+        tenant.save(verbosity=0)
+        if not migrate:
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE SCHEMA "{schema_name}"')
+        Domain.objects.create(domain=f"{schema_name}.localhost", tenant=tenant, is_primary=True)
+        created.append(tenant)
+        return tenant
+
+    yield make
+    connection.set_schema_to_public()
+    for tenant in created:
+        tenant.delete(force_drop=True)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process (prefork, 2 processes) on the configured broker."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
+    log_path = Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "example_project", "worker",
+                "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
+                "--queues", os.environ["CELERY_TASK_DEFAULT_QUEUE"], "--without-gossip",
+                "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=EXAMPLE_PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while b"ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"Celery worker did not start:\n{log_path.read_text()}")
+        time.sleep(0.2)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
