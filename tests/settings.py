@@ -11,8 +11,8 @@ import tempfile
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"tests-{os.getpid()}")
 os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="toolkit-test-media-"))
 
-from example_project.settings import *  # noqa: E402, F403
-from example_project.settings import DATABASES  # noqa: E402
+from example_project.settings import *  # noqa: F403
+from example_project.settings import DATABASES
 
 if os.environ.get("TEST_WORKER_DATABASE_NAME"):
     DATABASES["default"]["NAME"] = os.environ["TEST_WORKER_DATABASE_NAME"]

@@ -90,6 +90,9 @@ class Lead(models.Model):
     status = models.CharField(max_length=50, default="new")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"{self.contact} ({self.status})"
+
 
 class Deal(models.Model):
     lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL)
@@ -99,6 +102,9 @@ class Deal(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=CURRENCY_MAX_LENGTH, blank=True)
 
+    def __str__(self) -> str:
+        return self.title
+
 
 class Order(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="orders")
@@ -106,9 +112,15 @@ class Order(models.Model):
     currency = models.CharField(max_length=CURRENCY_MAX_LENGTH, blank=True)
     placed_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"Order {self.pk}: {self.total} {self.currency}".rstrip()
+
 
 class Payment(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="payments")
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=CURRENCY_MAX_LENGTH, blank=True)
     paid_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Payment {self.pk}: {self.amount} {self.currency}".rstrip()
