@@ -23,7 +23,8 @@ def check_django_tenants_configured(app_configs: Any = None, **kwargs: Any) -> l
         errors.append(
             Error(
                 "tenant_migrate is not in SHARED_APPS.",
-                hint="Add 'tenant_migrate' to SHARED_APPS: its run records live in the public schema.",
+                hint="Add 'tenant_migrate' to SHARED_APPS: its run records live in the public "
+                "schema.",
                 id="tenant_migrate.E002",
             )
         )

@@ -21,11 +21,27 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PROJECT = REPO_ROOT / "example_project"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_test_environment: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[None]:
+    """Create the test database for every test, marked or not (pytest-django's own fixture only
+    sets it up when some test carries a ``django_db`` mark), and drop it at the end."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        db_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        teardown_databases(db_config, verbosity=0)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,11 +58,15 @@ class CommandResult:
 
 
 def run_command(name: str, *args: str, **options: object) -> CommandResult:
-    """Run a management command in-process; ``exit_code`` is the SystemExit code (0 if none)."""
+    """Run a management command in-process, as ``manage.py`` would: ``exit_code`` is the
+    ``CommandError.returncode`` (its message appended to stderr) or the ``SystemExit`` code."""
     stdout, stderr = io.StringIO(), io.StringIO()
     exit_code = 0
     try:
         call_command(name, *args, stdout=stdout, stderr=stderr, **options)
+    except CommandError as exc:
+        stderr.write(f"CommandError: {exc}\n")
+        exit_code = exc.returncode
     except SystemExit as exc:
         exit_code = int(exc.code or 0)
     finally:
@@ -60,7 +80,8 @@ def unique_schema_name(prefix: str = "t") -> str:
 
 @pytest.fixture
 def make_tenant() -> Iterator[Callable[..., object]]:
-    """Create tenants (schema migrated) for one test; drops their schemas afterwards."""
+    """Create tenants for one test (schema migrated by ``migrate_tenants`` unless
+    ``migrate=False``, then empty); drops their schemas afterwards."""
     from customers.models import Client, Domain
 
     created: list[Client] = []
@@ -69,12 +90,13 @@ def make_tenant() -> Iterator[Callable[..., object]]:
         schema_name = schema_name or unique_schema_name()
         connection.set_schema_to_public()
         tenant = Client(schema_name=schema_name, name=schema_name)
-        if not migrate:
-            tenant.auto_create_schema = False
-        tenant.save(verbosity=0)
-        if not migrate:
-            with connection.cursor() as cursor:
-                cursor.execute(f'CREATE SCHEMA "{schema_name}"')
+        tenant.auto_create_schema = False  # created here, migrated by our own engine below
+        tenant.save()
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA "{schema_name}"')
+        if migrate:
+            result = run_command("migrate_tenants", tenants=[schema_name], verbosity=0)
+            assert result.exit_code == 0, result.stderr
         Domain.objects.create(domain=f"{schema_name}.localhost", tenant=tenant, is_primary=True)
         created.append(tenant)
         return tenant

@@ -1,0 +1,154 @@
+"""Apply a plan to one schema and report what happened, migration by migration."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.apps import apps as global_apps
+from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.migration import Migration
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import ModelState, ProjectState, StateApps
+from django.utils import timezone
+
+from tenant_migrate.applied import AppliedMigrations
+from tenant_migrate.checksums import migration_checksum
+from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
+
+
+@dataclass
+class MigrationOutcome:
+    app_label: str
+    migration_name: str
+    backwards: bool
+    started_at: datetime
+    duration_ms: float = 0.0
+    succeeded: bool = False
+    error: str = ""
+    traceback: str = ""
+    checksum: str = ""
+
+
+@dataclass
+class SchemaOutcome:
+    """What migrating one schema did. ``status`` is one of ``TenantRun.Status``'s values."""
+
+    schema_name: str
+    status: str
+    migrations: list[MigrationOutcome] = field(default_factory=list)
+    error: str = ""
+    started_at: datetime = field(default_factory=timezone.now)
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+class _ProgressTracker:
+    """Receives ``MigrationExecutor`` progress callbacks and times each migration."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[MigrationOutcome] = []
+        self._started = 0.0
+
+    def __call__(self, action: str, migration: Migration | None = None, fake: bool = False) -> None:
+        if action in ("apply_start", "unapply_start"):
+            assert migration is not None
+            self._started = time.perf_counter()
+            self.outcomes.append(
+                MigrationOutcome(
+                    app_label=migration.app_label,
+                    migration_name=migration.name,
+                    backwards=action == "unapply_start",
+                    started_at=timezone.now(),
+                    checksum=migration_checksum(migration),
+                )
+            )
+        elif action in ("apply_success", "unapply_success"):
+            current = self.outcomes[-1]
+            current.duration_ms = (time.perf_counter() - self._started) * 1000
+            current.succeeded = True
+
+    def fail(self, exc: BaseException) -> str:
+        error = f"{type(exc).__name__}: {exc}".strip()
+        if self.outcomes and not self.outcomes[-1].succeeded:
+            in_flight = self.outcomes[-1]
+            in_flight.duration_ms = (time.perf_counter() - self._started) * 1000
+            in_flight.error = error
+            in_flight.traceback = traceback.format_exc()
+        return error
+
+
+def migrate_schema(
+    planner: TenantPlanner,
+    schema_name: str,
+    applied: AppliedMigrations | None,
+    plan: Plan,
+    targets: list[MigrationTarget],
+    *,
+    fake: bool = False,
+) -> SchemaOutcome:
+    """Run ``plan`` in ``schema_name`` (each migration atomic when the migration is atomic).
+
+    ``applied`` is the schema's applied set as read by ``read_applied_migrations`` (``None`` when
+    the schema has no ``django_migrations`` table yet). Never raises for a failing migration: the
+    failure is returned in the outcome, the failed migration rolled back, the ones before it kept.
+    """
+    outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
+    if not plan:
+        return outcome
+    connection = planner.connection
+    tracker = _ProgressTracker()
+    started = time.perf_counter()
+    try:
+        if applied is None:
+            _create_migrations_table(connection, schema_name)
+        connection.set_schema(schema_name)
+        executor = planner.executor_for(applied or frozenset(), progress_callback=tracker)
+        pre_migrate_state = executor._create_project_state(with_applied_migrations=True)
+        emit_pre_migrate_signal(0, False, connection.alias, apps=pre_migrate_state.apps, plan=plan)
+        post_migrate_state = executor.migrate(
+            targets, plan=plan, state=pre_migrate_state.clone(), fake=fake
+        )
+        emit_post_migrate_signal(
+            0, False, connection.alias, apps=_post_migrate_apps(post_migrate_state), plan=plan
+        )
+        outcome.status = "migrated"
+    except (Exception, PlanningError) as exc:
+        outcome.status = "failed"
+        outcome.error = tracker.fail(exc)
+    finally:
+        connection.set_schema_to_public()
+        outcome.migrations = tracker.outcomes
+        outcome.duration_s = time.perf_counter() - started
+    return outcome
+
+
+def _post_migrate_apps(state: ProjectState) -> StateApps:
+    """Return the apps registry that Django's ``migrate`` hands to post_migrate receivers: the
+    final state, with the models of real (unmigrated) apps rendered again so their relations
+    point into that state (django/core/management/commands/migrate.py does the same)."""
+    state.clear_delayed_apps_cache()
+    post_migrate_apps = state.apps
+    with post_migrate_apps.bulk_update():
+        model_keys = []
+        for model_state in post_migrate_apps.real_models:
+            model_key = model_state.app_label, model_state.name_lower
+            model_keys.append(model_key)
+            post_migrate_apps.unregister_model(*model_key)
+    post_migrate_apps.render_multiple(
+        [ModelState.from_model(global_apps.get_model(*model_key)) for model_key in model_keys]
+    )
+    return post_migrate_apps
+
+
+def _create_migrations_table(connection: BaseDatabaseWrapper, schema_name: str) -> None:
+    # Without public on the search_path, so the table is created in (and only looked for in) the
+    # tenant's schema, never found in public by mistake.
+    connection.set_schema(schema_name, include_public=False)
+    MigrationRecorder(connection).ensure_schema()

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django_tenants.utils import get_public_schema_name
+
+from tenant_migrate.executor import SchemaOutcome
+from tenant_migrate.planner import PlanningError, SchemaGroup
+from tenant_migrate.runner import MigrationRunner, RunRequest
+from tenant_migrate.selection import UnknownTenantError, select_tenant_schemas
+
+
+class Command(BaseCommand):
+    help = (
+        "Migrate the public schema, then every tenant schema (or those named with --tenant), "
+        "planning once per group of tenants in the same state."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "app_label", nargs="?", help="App label of an application to synchronize the state."
+        )
+        parser.add_argument(
+            "migration_name",
+            nargs="?",
+            help="Database state will be brought to the state after that migration. Use the name "
+            '"zero" to unapply all migrations.',
+        )
+        parser.add_argument(
+            "--tenant",
+            action="append",
+            dest="tenants",
+            default=[],
+            metavar="SCHEMA",
+            help="Migrate only this tenant schema (repeatable). The public schema is then skipped "
+            "unless named too.",
+        )
+        parser.add_argument(
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="SCHEMA",
+            help="Leave this tenant schema out (repeatable).",
+        )
+        parser.add_argument(
+            "--plan",
+            action="store_true",
+            help="Show each tenant's pending migrations, grouped by identical plan, and apply "
+            "nothing.",
+        )
+        parser.add_argument(
+            "--fake",
+            action="store_true",
+            help="Mark migrations as run without actually running them.",
+        )
+
+    def handle(
+        self,
+        *args: Any,
+        app_label: str | None,
+        migration_name: str | None,
+        tenants: list[str],
+        exclude: list[str],
+        plan: bool,
+        fake: bool,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        self.verbosity = verbosity
+        public = get_public_schema_name()
+        try:
+            schemas = select_tenant_schemas(tenants, exclude)
+        except UnknownTenantError as exc:
+            raise CommandError(f"{exc} List tenants in the admin or with --plan.") from exc
+        request = RunRequest(
+            app_label=app_label,
+            migration_name=migration_name,
+            tenant_schemas=schemas,
+            include_public=not tenants or public in tenants,
+            fake=fake,
+            arguments={
+                "app_label": app_label,
+                "migration_name": migration_name,
+                "tenants": tenants,
+                "exclude": exclude,
+                "fake": fake,
+            },
+        )
+        try:
+            runner = MigrationRunner(request, on_outcome=self._report_outcome)
+            if plan:
+                self._show_plan(*runner.plan())
+                return
+            started = time.perf_counter()
+            result = runner.run()
+        except PlanningError as exc:
+            raise CommandError(str(exc)) from exc
+
+        if result.public and result.public.failed:
+            raise CommandError(
+                f"The public schema failed to migrate ({result.public.error}); no tenant schema "
+                "was touched. Fix the shared migration and run again."
+            )
+        run = result.run
+        assert run is not None
+        run.refresh_from_db()
+        summary = (
+            f"Migrated {run.migrated_count} tenant(s), {run.up_to_date_count} already up to date, "
+            f"{run.failed_count} failed (run {run.pk}, {time.perf_counter() - started:.2f} s)."
+        )
+        if run.failed_count:
+            self.stdout.write(self.style.ERROR(summary))
+            for outcome in result.failed:
+                self.stdout.write(f"  {outcome.schema_name}: {outcome.error}")
+            raise CommandError(
+                f"{run.failed_count} tenant(s) failed; the others were migrated. Fix the cause and "
+                "run the command again: it resumes where each tenant stopped."
+            )
+        self.stdout.write(self.style.SUCCESS(summary))
+
+    def _report_outcome(self, position: int, total: int, outcome: SchemaOutcome) -> None:
+        if self.verbosity < 1:
+            return
+        prefix = f"[{position}/{total}]" if position else "[public]"
+        done = [m for m in outcome.migrations if m.succeeded]
+        if outcome.status == "failed":
+            failed_at = next((m for m in outcome.migrations if not m.succeeded), None)
+            where = f" at {failed_at.app_label}.{failed_at.migration_name}" if failed_at else ""
+            line = self.style.ERROR(f"{prefix} {outcome.schema_name}: FAILED{where}: ")
+            self.stdout.write(line + outcome.error)
+        elif outcome.status == "up_to_date":
+            self.stdout.write(f"{prefix} {outcome.schema_name}: up to date")
+        else:
+            verb = "unapplied" if done and done[0].backwards else "applied"
+            self.stdout.write(
+                f"{prefix} {outcome.schema_name}: {verb} {len(done)} migration(s) "
+                f"in {outcome.duration_s:.2f} s"
+            )
+        if self.verbosity >= 2:
+            for migration in outcome.migrations:
+                state = "OK" if migration.succeeded else "FAILED"
+                self.stdout.write(
+                    f"    {migration.app_label}.{migration.migration_name} {state} "
+                    f"({migration.duration_ms:.1f} ms)"
+                )
+
+    def _show_plan(self, public_groups: list[SchemaGroup], groups: list[SchemaGroup]) -> None:
+        for group in public_groups + groups:
+            names = ", ".join(group.schema_names)
+            if not group.plan:
+                self.stdout.write(f"Up to date: {names}")
+                continue
+            count = len(group.schema_names)
+            self.stdout.write(
+                self.style.MIGRATE_HEADING(f"Planned operations for {count} schema(s) ({names}):")
+            )
+            for migration, backwards in group.plan:
+                label = f"{migration.app_label}.{migration.name}"
+                self.stdout.write(f"  {'Unapply' if backwards else 'Apply'} {label}")

@@ -1,0 +1,128 @@
+"""One migration run over the public schema and a selection of tenant schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django_tenants.utils import get_public_schema_name
+
+from tenant_migrate import conf, records
+from tenant_migrate.applied import read_applied_migrations
+from tenant_migrate.executor import SchemaOutcome, migrate_schema
+from tenant_migrate.models import MigrationRun
+from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
+
+OutcomeCallback = Callable[[int, int, SchemaOutcome], None]  # (position, total, outcome)
+
+
+@dataclass
+class RunRequest:
+    """What to migrate: ``migrate``-style targets and the schema selection."""
+
+    app_label: str | None = None
+    migration_name: str | None = None
+    tenant_schemas: Sequence[str] = ()
+    include_public: bool = True
+    fake: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run: MigrationRun | None
+    public: SchemaOutcome | None
+    outcomes: list[SchemaOutcome]
+
+    @property
+    def failed(self) -> list[SchemaOutcome]:
+        failed = [outcome for outcome in self.outcomes if outcome.failed]
+        if self.public and self.public.failed:
+            failed.insert(0, self.public)
+        return failed
+
+
+class MigrationRunner:
+    """Plans once per group of identical schemas, then applies per schema, recording as it goes.
+
+    ``on_outcome`` is called after each schema with ``(position, total, outcome)``; the public
+    schema is reported with position 0.
+    """
+
+    def __init__(self, request: RunRequest, on_outcome: OutcomeCallback | None = None) -> None:
+        self.request = request
+        self.on_outcome = on_outcome or (lambda position, total, outcome: None)
+        self.planner = TenantPlanner(connection)
+        self.targets: list[MigrationTarget] = self.planner.targets(
+            request.app_label, request.migration_name
+        )
+
+    def plan(self) -> tuple[list[SchemaGroup], list[SchemaGroup]]:
+        """Return ``(public_groups, tenant_groups)`` without touching any schema."""
+        schemas = list(self.request.tenant_schemas)
+        public = [get_public_schema_name()] if self.request.include_public else []
+        applied = read_applied_migrations(
+            connection, public + schemas, conf.applied_read_chunk_size()
+        )
+        return (
+            self.planner.group_schemas(applied, public, self.targets),
+            self.planner.group_schemas(applied, schemas, self.targets),
+        )
+
+    def run(self) -> RunResult:
+        public_outcome = self._migrate_public() if self.request.include_public else None
+        if public_outcome and public_outcome.failed:
+            # Tenant apps may depend on shared tables: do not go on with a broken public schema.
+            return RunResult(run=None, public=public_outcome, outcomes=[])
+
+        schemas = list(self.request.tenant_schemas)
+        applied = read_applied_migrations(connection, schemas, conf.applied_read_chunk_size())
+        groups = self.planner.group_schemas(applied, schemas, self.targets)
+        run = records.start_run(
+            executor="serial", arguments=self.request.arguments, tenant_count=len(schemas)
+        )
+        if public_outcome:
+            records.record_schema_outcome(run, public_outcome)
+            # The public schema is recorded but not counted as a tenant.
+            MigrationRun.objects.filter(pk=run.pk).update(
+                migrated_count=0, up_to_date_count=0, failed_count=0
+            )
+        up_to_date = [name for group in groups if not group.plan for name in group.schema_names]
+        records.add_up_to_date_schemas(run, up_to_date)
+        records.add_pending_schemas(
+            run, [name for group in groups if group.plan for name in group.schema_names]
+        )
+
+        outcomes: list[SchemaOutcome] = []
+        position = 0
+        for group in groups:
+            for schema_name in group.schema_names:
+                position += 1
+                if group.plan:
+                    outcome = migrate_schema(
+                        self.planner,
+                        schema_name,
+                        applied.get(schema_name),
+                        group.plan,
+                        self.targets,
+                        fake=self.request.fake,
+                    )
+                    records.record_schema_outcome(run, outcome)
+                else:
+                    outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
+                outcomes.append(outcome)
+                self.on_outcome(position, len(schemas), outcome)
+        return RunResult(run=records.finish_run(run), public=public_outcome, outcomes=outcomes)
+
+    def _migrate_public(self) -> SchemaOutcome:
+        public = get_public_schema_name()
+        applied = read_applied_migrations(connection, [public], conf.applied_read_chunk_size())
+        [group] = self.planner.group_schemas(applied, [public], self.targets)
+        outcome = migrate_schema(
+            self.planner, public, applied.get(public), group.plan, self.targets,
+            fake=self.request.fake,
+        )  # fmt: skip
+        self.on_outcome(0, len(self.request.tenant_schemas), outcome)
+        return outcome
