@@ -19,7 +19,9 @@ def check_contact_model(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         return [
             Error(
                 f"BULK_IMPORT_CONTACT_MODEL refers to {label!r}, which is not an installed model.",
-                hint="Set BULK_IMPORT_CONTACT_MODEL to 'app_label.ModelName' of your contact model.",
+                hint=(
+                    "Set BULK_IMPORT_CONTACT_MODEL to 'app_label.ModelName' of your contact model."
+                ),
                 id="bulk_import.E001",
             )
         ]

@@ -96,7 +96,11 @@ class BulkImportError(models.Model):
     raw_row = models.JSONField(default=dict, help_text=_("The row as read, header to value."))
 
     class Meta:
+        verbose_name = _("bulk import error")
         ordering = ["bulk_import", "row_number"]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.get_error_type_display()}"
 
 
 class BulkImportSuccess(models.Model):
@@ -104,9 +108,7 @@ class BulkImportSuccess(models.Model):
         CREATED = "created", _("created")
         UPDATED = "updated", _("updated")
 
-    bulk_import = models.ForeignKey(
-        BulkImport, on_delete=models.CASCADE, related_name="successes"
-    )
+    bulk_import = models.ForeignKey(BulkImport, on_delete=models.CASCADE, related_name="successes")
     row_number = models.PositiveIntegerField()
     contact_id = models.BigIntegerField(
         help_text=_("Primary key of the contact (BULK_IMPORT_CONTACT_MODEL) created or updated.")
@@ -115,6 +117,13 @@ class BulkImportSuccess(models.Model):
 
     class Meta:
         ordering = ["bulk_import", "row_number"]
+        indexes = [
+            # The importer asks "was this existing contact created by this import?" per batch.
+            models.Index(fields=["bulk_import", "contact_id"], name="bulk_import_success_contact")
+        ]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.get_outcome_display()} contact {self.contact_id}"
 
 
 class BulkImportStats(models.Model):
@@ -133,3 +142,6 @@ class BulkImportStats(models.Model):
                 fields=["bulk_import", "field"], name="bulk_import_stats_unique_field"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.filled} filled, {self.empty} empty, {self.invalid} invalid"

@@ -1,0 +1,432 @@
+"""The batch pipeline that turns an uploaded file into contacts of the current tenant's schema.
+
+``run_import(bulk_import_id)`` is the synchronous entry point (tests, ``import_contacts --sync``);
+the Celery task ``bulk_import.tasks.run_bulk_import`` calls it inside the tenant's schema.
+
+Each batch of ``BULK_IMPORT_BATCH_SIZE`` rows is validated in Python, then written in one
+transaction with a bounded number of queries: companies looked up (and created), existing e-mails
+looked up, contacts, success and error records bulk-created, field statistics upserted and the
+import's counters advanced. Counters are committed with their batch, so a redelivered task resumes
+after the last committed batch instead of importing rows twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import PurePath
+from typing import IO, Any
+
+from django.apps import apps
+from django.core.files import File
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    models,
+    transaction,
+)
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from bulk_import import conf
+from bulk_import.mapping import FIELD_ALIASES, FULL_NAME, map_headers
+from bulk_import.models import (
+    BulkImport,
+    BulkImportError,
+    BulkImportStats,
+    BulkImportSuccess,
+    ErrorType,
+)
+from bulk_import.readers import ImportFileError, Row, open_reader
+from bulk_import.signals import bulk_import_finished
+from bulk_import.validation import CleanRow, RowError, RowValidator
+
+logger = logging.getLogger(__name__)
+
+FINISHED_STATUSES = {
+    BulkImport.Status.SUCCEEDED,
+    BulkImport.Status.FAILED,
+    BulkImport.Status.CANCELLED,
+}
+#: A batch that hits the unique e-mail constraint (a concurrent import of the same contacts) is
+#: retried this many times; each retry sees the rows the other import committed.
+BATCH_ATTEMPTS = 3
+
+
+FORMATS_BY_EXTENSION = {
+    ".csv": BulkImport.Format.CSV,
+    ".tsv": BulkImport.Format.CSV,
+    ".txt": BulkImport.Format.CSV,
+    ".xlsx": BulkImport.Format.XLSX,
+}
+
+
+def file_format_for(filename: str) -> str:
+    """Return the BulkImport format of ``filename`` by its extension.
+
+    Raises ImportFileError for any extension but .csv, .tsv, .txt and .xlsx.
+    """
+    extension = PurePath(filename).suffix.lower()
+    try:
+        return FORMATS_BY_EXTENSION[extension]
+    except KeyError:
+        supported = ", ".join(FORMATS_BY_EXTENSION)
+        raise ImportFileError(
+            f"Unsupported file type {extension or '(none)'!r}; supported: {supported}."
+        ) from None
+
+
+def create_bulk_import(
+    content: IO[bytes], filename: str, *, options: dict[str, Any] | None = None
+) -> BulkImport:
+    """Store ``content`` in Django storage and create a pending BulkImport in the current schema.
+
+    Raises ImportFileError when the file type is unsupported. Call ``enqueue_bulk_import`` (or
+    ``run_import``) afterwards.
+    """
+    record = BulkImport(
+        original_name=PurePath(filename).name,
+        format=file_format_for(filename),
+        options=options or {},
+    )
+    record.file.save(record.original_name, File(content), save=False)
+    record.size = record.file.size
+    record.save()
+    return record
+
+
+def run_import(bulk_import_id: int) -> BulkImport:
+    """Import the file of the BulkImport ``bulk_import_id`` in the current schema; return it.
+
+    The record ends ``succeeded`` (every row counted as created, updated, skipped or error) or
+    ``failed`` with ``failure_reason`` when the file cannot be imported at all. A record that is
+    already finished, or being run by another process, is returned untouched. Database errors
+    propagate (the task retries them and resumes); any other unexpected exception marks the import
+    failed and propagates.
+    """
+    lock_key = (zlib.crc32(connection.schema_name.encode()) - 2**31, bulk_import_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key)
+        (locked,) = cursor.fetchone()
+    if not locked:
+        logger.info("Bulk import %s is being run by another process.", bulk_import_id)
+        return BulkImport.objects.get(pk=bulk_import_id)
+    try:
+        return _run_locked(bulk_import_id)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+
+
+def _run_locked(bulk_import_id: int) -> BulkImport:
+    record = BulkImport.objects.get(pk=bulk_import_id)
+    if record.status in FINISHED_STATUSES:
+        return record
+    if record.status == BulkImport.Status.PENDING:
+        record.status = BulkImport.Status.RUNNING
+        record.started_at = timezone.now()
+        record.save(update_fields=["status", "started_at"])
+    try:
+        ContactImporter(record).run()
+    except ImportFileError as exc:
+        _finish(record, BulkImport.Status.FAILED, str(exc))
+    except (OperationalError, InterfaceError):
+        raise  # the database went away: the task retries and resumes after the last batch
+    except Exception as exc:
+        logger.exception("Bulk import %s failed unexpectedly.", bulk_import_id)
+        _finish(record, BulkImport.Status.FAILED, f"Unexpected error: {exc!r}.")
+        raise
+    else:
+        _finish(record, BulkImport.Status.SUCCEEDED, "")
+    return record
+
+
+def _finish(record: BulkImport, status: str, failure_reason: str) -> None:
+    record.refresh_from_db()
+    record.status = status
+    record.failure_reason = failure_reason
+    record.finished_at = timezone.now()
+    if record.started_at:
+        record.processing_seconds = (record.finished_at - record.started_at).total_seconds()
+    record.save(update_fields=["status", "failure_reason", "finished_at", "processing_seconds"])
+    bulk_import_finished.send(sender=BulkImport, bulk_import=record)
+
+
+@dataclass
+class FieldCounts:
+    filled: int = 0
+    empty: int = 0
+    invalid: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    contacts: list[models.Model] = field(default_factory=list)
+    successes: list[BulkImportSuccess] = field(default_factory=list)
+    errors: list[BulkImportError] = field(default_factory=list)
+    skipped: int = 0
+    error_count: int = 0
+
+
+class ContactImporter:
+    """Imports one BulkImport's file into ``BULK_IMPORT_CONTACT_MODEL`` of the current schema.
+
+    Raises ImportFileError before writing any row when the file is unreadable, empty or has no
+    usable column.
+    """
+
+    def __init__(self, record: BulkImport) -> None:
+        self.record = record
+        self.contact_model = apps.get_model(conf.contact_model_label())
+        opts = self.contact_model._meta
+        self.fields = {
+            f.name: f
+            for f in opts.concrete_fields
+            if f.name in FIELD_ALIASES and f.name != FULL_NAME
+        }
+        self.company_model: type[models.Model] | None = None
+        max_lengths: dict[str, int | None] = {
+            name: getattr(f, "max_length", None) for name, f in self.fields.items()
+        }
+        if "company" in self.fields:
+            self.company_model = self.fields["company"].related_model
+            max_lengths["company"] = self.company_model._meta.get_field("name").max_length
+        self.max_lengths = max_lengths
+        self.has_extra = any(f.name == "extra" for f in opts.concrete_fields)
+        self.stats: dict[str, FieldCounts] = {}
+
+    def run(self) -> None:
+        with self.record.file.open("rb") as fh:
+            reader = open_reader(fh, self.record.format)
+            try:
+                mapping = map_headers(reader.headers, set(self.fields))
+                total = sum(1 for _ in reader.rows())
+                if not total:
+                    raise ImportFileError("The file has a header row but no data rows.")
+                BulkImport.objects.filter(pk=self.record.pk).update(total_rows=total)
+                self.validator = RowValidator(mapping, self.max_lengths)
+                self.stats = {name: FieldCounts() for name in mapping.fields}
+                self.stats.update(self._saved_stats())
+                rows = islice(reader.rows(), self.record.processed_rows, None)
+                for batch in _batched(rows, conf.batch_size()):
+                    self._import_batch(batch)
+            finally:
+                reader.close()
+        self._save_distinct_counts()
+
+    def _saved_stats(self) -> dict[str, FieldCounts]:
+        """Statistics committed by an earlier, interrupted run of this import."""
+        return {
+            stat.field: FieldCounts(stat.filled, stat.empty, stat.invalid)
+            for stat in BulkImportStats.objects.filter(bulk_import=self.record)
+        }
+
+    def _import_batch(self, rows: list[Row]) -> None:
+        checks = [self.validator.check(number, raw) for number, raw in rows]
+        batch_stats = {name: FieldCounts() for name in self.stats}
+        for check in checks:
+            for name, counts in batch_stats.items():
+                if name in check.invalid_fields:
+                    counts.invalid += 1
+                if check.values.get(name):
+                    counts.filled += 1
+                else:
+                    counts.empty += 1
+        clean = [check.result for check in checks if isinstance(check.result, CleanRow)]
+        rejected = [check.result for check in checks if isinstance(check.result, RowError)]
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    self._write_batch(len(rows), clean, rejected, batch_stats)
+                break
+            except IntegrityError:
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+                logger.info("Batch of import %s met a concurrent import; retrying.", self.record.pk)
+        for name, counts in batch_stats.items():
+            total = self.stats[name]
+            total.filled += counts.filled
+            total.empty += counts.empty
+            total.invalid += counts.invalid
+
+    def _write_batch(
+        self,
+        row_count: int,
+        clean: list[CleanRow],
+        rejected: list[RowError],
+        batch_stats: dict[str, FieldCounts],
+    ) -> None:
+        outcome = BatchOutcome()
+        for error in rejected:
+            outcome.errors.append(self._error_record(error.row_number, error.raw, error))
+            outcome.error_count += 1
+        company_ids = self._company_ids({row.company_name for row in clean if row.company_name})
+        existing = self._existing_contacts({row.email_key for row in clean if row.email_key})
+        rows_by_key: dict[tuple[str, int | None], int] = {}
+        created_rows: list[CleanRow] = []
+        for row in clean:
+            company_id = company_ids.get(row.company_name)
+            key = (row.email_key, company_id)
+            if row.email_key and (key in existing or key in rows_by_key):
+                first_row = rows_by_key.get(key) or existing.get(key)
+                outcome.errors.append(self._duplicate_record(row, first_row))
+                outcome.skipped += 1
+                continue
+            if row.email_key:
+                rows_by_key[key] = row.row_number
+            outcome.contacts.append(self._contact(row, company_id))
+            created_rows.append(row)
+        manager = self.contact_model._base_manager
+        manager.bulk_create(outcome.contacts)
+        BulkImportSuccess.objects.bulk_create(
+            BulkImportSuccess(
+                bulk_import=self.record,
+                row_number=row.row_number,
+                contact_id=contact.pk,
+                outcome=BulkImportSuccess.Outcome.CREATED,
+            )
+            for row, contact in zip(created_rows, outcome.contacts, strict=True)
+        )
+        BulkImportError.objects.bulk_create(outcome.errors)
+        self._save_stats(batch_stats)
+        BulkImport.objects.filter(pk=self.record.pk).update(
+            processed_rows=F("processed_rows") + row_count,
+            created_count=F("created_count") + len(outcome.contacts),
+            skipped_count=F("skipped_count") + outcome.skipped,
+            error_count=F("error_count") + outcome.error_count,
+        )
+
+    def _contact(self, row: CleanRow, company_id: int | None) -> models.Model:
+        values: dict[str, Any] = {
+            name: value
+            for name, value in row.values.items()
+            if name in self.fields and name != "company"
+        }
+        if self.company_model is not None:
+            values["company_id"] = company_id
+        if self.has_extra:
+            values["extra"] = row.extra
+        return self.contact_model(**values)
+
+    def _company_ids(self, names: set[str]) -> dict[str, int]:
+        """Get or create the companies named ``names``; return their ids by name."""
+        if not names or self.company_model is None:
+            return {}
+        manager = self.company_model._base_manager
+        ids = dict(manager.filter(name__in=names).values_list("name", "pk"))
+        missing = names - ids.keys()
+        if missing:
+            # ignore_conflicts: a concurrent import may create the same company meanwhile.
+            manager.bulk_create(
+                [self.company_model(name=name) for name in sorted(missing)], ignore_conflicts=True
+            )
+            ids.update(manager.filter(name__in=missing).values_list("name", "pk"))
+        return ids
+
+    def _existing_contacts(self, email_keys: set[str]) -> dict[tuple[str, int | None], int | None]:
+        """Existing contacts with these lower-cased e-mails, by (e-mail, company id).
+
+        The value is the row number when this import created the contact (an earlier batch).
+        """
+        if not email_keys:
+            return {}
+        created_here = BulkImportSuccess.objects.filter(
+            bulk_import=self.record, contact_id=OuterRef("pk")
+        ).values("row_number")[:1]
+        company = F("company_id") if self.company_model is not None else Value(None)
+        queryset = (
+            self.contact_model._base_manager.exclude(email="")
+            .annotate(
+                email_key=Lower("email"),
+                company_key=company,
+                import_row=Subquery(created_here),
+            )
+            .filter(email_key__in=email_keys)
+        )
+        return {
+            (email_key, company_id): import_row
+            for email_key, company_id, import_row in queryset.values_list(
+                "email_key", "company_key", "import_row"
+            )
+        }
+
+    def _duplicate_record(self, row: CleanRow, first_row: int | None) -> BulkImportError:
+        """A duplicate of row ``first_row`` of this file, or of an existing contact when None."""
+        company = f" at {row.company_name!r}" if row.company_name else " without company"
+        if first_row is not None:
+            error = RowError(
+                row.row_number,
+                row.raw,
+                ErrorType.DUPLICATE_IN_FILE,
+                "email",
+                f"Row {first_row} already has the e-mail {row.values['email']!r}{company}; "
+                "the first row was imported.",
+            )
+        else:
+            error = RowError(
+                row.row_number,
+                row.raw,
+                ErrorType.DUPLICATE_EXISTING,
+                "email",
+                f"A contact with the e-mail {row.values['email']!r}{company} already exists.",
+            )
+        return self._error_record(row.row_number, row.raw, error)
+
+    def _error_record(
+        self, row_number: int, raw: dict[str, str], error: RowError
+    ) -> BulkImportError:
+        return BulkImportError(
+            bulk_import=self.record,
+            row_number=row_number,
+            field=error.field,
+            error_type=error.error_type,
+            message=error.message,
+            raw_row=raw,
+        )
+
+    def _save_stats(self, batch_stats: dict[str, FieldCounts]) -> None:
+        BulkImportStats.objects.bulk_create(
+            [
+                BulkImportStats(
+                    bulk_import=self.record,
+                    field=name,
+                    filled=self.stats[name].filled + counts.filled,
+                    empty=self.stats[name].empty + counts.empty,
+                    invalid=self.stats[name].invalid + counts.invalid,
+                )
+                for name, counts in batch_stats.items()
+            ],
+            update_conflicts=True,
+            unique_fields=["bulk_import", "field"],
+            update_fields=["filled", "empty", "invalid"],
+        )
+
+    def _save_distinct_counts(self) -> None:
+        """Count the distinct non-empty values of each field among the contacts imported."""
+        if not self.stats:
+            return
+        imported = self.contact_model._base_manager.filter(
+            pk__in=BulkImportSuccess.objects.filter(bulk_import=self.record).values("contact_id")
+        )
+        aggregates = {
+            name: Count(name, distinct=True)
+            if name == "company"
+            else Count(name, distinct=True, filter=~Q(**{name: ""}))
+            for name in self.stats
+        }
+        for name, distinct in imported.aggregate(**aggregates).items():
+            BulkImportStats.objects.filter(bulk_import=self.record, field=name).update(
+                distinct=distinct
+            )
+
+
+def _batched(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import transaction
+from django.db.models import Count
+from django_tenants.utils import get_public_schema_name, get_tenant_model, schema_context
+
+from bulk_import import conf
+from bulk_import.importer import FINISHED_STATUSES, create_bulk_import, run_import
+from bulk_import.models import BulkImport, ErrorType
+from bulk_import.readers import ImportFileError
+from bulk_import.tasks import enqueue_bulk_import
+
+
+class Command(BaseCommand):
+    help = "Import contacts from a CSV or XLSX file into a tenant's schema, run by a Celery worker."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "path", help="The CSV (comma, semicolon, tab or | separated) or XLSX file to import."
+        )
+        parser.add_argument(
+            "--tenant",
+            "--schema",
+            dest="tenant",
+            required=True,
+            help="Schema name of the tenant whose contacts receive the rows.",
+        )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--wait",
+            action="store_true",
+            help="Queue the import, show its progress and its summary once a worker finished it.",
+        )
+        mode.add_argument(
+            "--sync",
+            action="store_true",
+            help="Run the import in this process instead of a Celery worker.",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help="With --wait, stop waiting after this many seconds (the import goes on).",
+        )
+
+    def handle(
+        self,
+        *,
+        path: str,
+        tenant: str,
+        wait: bool,
+        sync: bool,
+        timeout: float | None,
+        **options: Any,
+    ) -> None:
+        source = Path(path)
+        if not source.is_file():
+            raise CommandError(f"No file at {path!r}.")
+        self._check_tenant(tenant)
+        with schema_context(tenant):
+            with transaction.atomic(), source.open("rb") as content:
+                try:
+                    record = create_bulk_import(content, source.name)
+                except ImportFileError as exc:
+                    raise CommandError(f"Cannot import {source.name}: {exc}") from exc
+                if not sync:
+                    enqueue_bulk_import(tenant, record.pk)
+            if sync:
+                try:
+                    record = run_import(record.pk)
+                except Exception as exc:
+                    raise CommandError(
+                        f"Import {record.pk} of {source.name} failed: {exc!r}."
+                    ) from exc
+            elif wait:
+                record = self._wait(record, timeout)
+            else:
+                self.stdout.write(
+                    f"Queued import {record.pk} of {record.original_name} into tenant {tenant}."
+                )
+                return
+            self._report(record, tenant)
+
+    def _check_tenant(self, schema_name: str) -> None:
+        if schema_name == get_public_schema_name():
+            raise CommandError("Contacts are imported into a tenant's schema, not the public one.")
+        if not get_tenant_model().objects.filter(schema_name=schema_name).exists():
+            raise CommandError(
+                f"No tenant has the schema {schema_name!r}; pass the schema_name of a tenant."
+            )
+
+    def _wait(self, record: BulkImport, timeout: float | None) -> BulkImport:
+        """Poll the record until it is finished, drawing its progress on stderr."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interactive = self.stderr.isatty()
+        progress = None
+        last_processed = -1
+        while True:
+            record.refresh_from_db()
+            if record.total_rows and progress is None and interactive:
+                from tqdm import tqdm
+
+                progress = tqdm(
+                    total=record.total_rows,
+                    file=_RawWriter(self.stderr),
+                    unit="rows",
+                    desc=record.original_name,
+                )
+            if progress is not None:
+                progress.update(record.processed_rows - progress.n)
+            elif record.processed_rows != last_processed and record.total_rows:
+                self.stderr.write(f"{record.processed_rows}/{record.total_rows} rows processed")
+            last_processed = record.processed_rows
+            if record.status in FINISHED_STATUSES:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise CommandError(
+                    f"Import {record.pk} is still {record.status} after {timeout:g} s; it goes on "
+                    "in the background. Is a Celery worker consuming the queue "
+                    f"{settings.CELERY_TASK_DEFAULT_QUEUE!r}?"
+                )
+            time.sleep(conf.wait_poll_interval())
+        if progress is not None:
+            progress.close()
+        return record
+
+    def _report(self, record: BulkImport, tenant: str) -> None:
+        if record.status == BulkImport.Status.FAILED:
+            raise CommandError(
+                f"Could not import {record.original_name} into tenant {tenant}: "
+                f"{record.failure_reason}"
+            )
+        self.stdout.write(
+            f"Imported {record.original_name} into tenant {tenant}: "
+            f"{record.total_rows or 0} rows: {record.created_count} created, "
+            f"{record.updated_count} updated, {record.skipped_count} skipped, "
+            f"{record.error_count} errors in {record.processing_seconds or 0:.1f} s"
+        )
+        by_type = (
+            record.errors.values("error_type")
+            .annotate(rows=Count("pk"))
+            .order_by("error_type")
+            .values_list("error_type", "rows")
+        )
+        labels = dict(ErrorType.choices)
+        for error_type, rows in by_type:
+            self.stdout.write(f"  {error_type} ({labels.get(error_type, '')}): {rows}")
+        if record.errors.exists():
+            self.stdout.write(
+                f"The rows are listed with their reason in the admin under import {record.pk}."
+            )
+
+
+class _RawWriter:
+    """A file for tqdm that writes to a command's OutputWrapper without adding line ends."""
+
+    def __init__(self, wrapper: OutputWrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> None:
+        self.wrapper.write(text, ending="")
+
+    def flush(self) -> None:
+        self.wrapper.flush()
