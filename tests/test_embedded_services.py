@@ -64,12 +64,13 @@ def test_celery_broker_settings_default_to_the_filesystem(
 ) -> None:
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.setattr(services, "FILESYSTEM_BROKER_DIR", tmp_path / "broker")
+    monkeypatch.chdir(tmp_path)  # Kombu's default folders are relative to it
 
     url, options = services.celery_broker_settings()
 
     assert url == "filesystem://"
-    folders = {options["data_folder_in"], options["data_folder_out"], options["processed_folder"]}
-    for folder in folders:
+    folder_options = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
+    for folder in (options[name] for name in folder_options):
         assert Path(folder).is_dir()
         assert Path(folder).is_relative_to(tmp_path / "broker")
     # A message sent with these settings can be received with them: what producer and worker do.
@@ -80,6 +81,8 @@ def test_celery_broker_settings_default_to_the_filesystem(
         message.ack()
         queue.close()
     assert message.payload == {"contact": 1}
+    assert any(Path(options["control_folder"]).iterdir()), "exchange tables go to the broker dir"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broker"]
 
 
 def test_celery_broker_settings_use_celery_broker_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,11 +62,14 @@ def celery_broker_settings() -> tuple[str, dict[str, Any]]:
         return url, {}
     queue_dir = FILESYSTEM_BROKER_DIR / "queue"
     processed_dir = FILESYSTEM_BROKER_DIR / "processed"
-    queue_dir.mkdir(parents=True, exist_ok=True)
-    processed_dir.mkdir(parents=True, exist_ok=True)
+    # Exchange tables (worker remote control); Kombu's default is "control" in the current folder.
+    control_dir = FILESYSTEM_BROKER_DIR / "control"
+    for folder in (queue_dir, processed_dir, control_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(processed_dir),
+        "control_folder": str(control_dir),
         "store_processed": False,
     }
