@@ -1,4 +1,8 @@
-"""Every tenant_migrate setting, read lazily with its default (documented in docs/settings.md)."""
+"""Every tenant_migrate setting, read lazily with its default (documented in docs/settings.md).
+
+Tests and projects override them with ``override_settings`` / their settings module; nothing here
+is read at import time.
+"""
 
 from __future__ import annotations
 
@@ -11,3 +15,42 @@ def applied_read_chunk_size() -> int:
     Default 200 schemas; bounds the size of one ``UNION ALL`` statement.
     """
     return int(getattr(settings, "TENANT_MIGRATE_APPLIED_READ_CHUNK", 200))
+
+
+def schema_lock_wait_seconds() -> float:
+    """``TENANT_MIGRATE_SCHEMA_LOCK_WAIT``: how long a run waits for a schema that another run
+    is migrating before skipping it. Default 30 seconds; 0 skips at once."""
+    return float(getattr(settings, "TENANT_MIGRATE_SCHEMA_LOCK_WAIT", 30.0))
+
+
+def lock_timeout() -> str | None:
+    """``TENANT_MIGRATE_LOCK_TIMEOUT``: PostgreSQL ``lock_timeout`` while migrating a schema, e.g.
+    ``"5s"``. Default ``None`` (the server's setting). PostgreSQL docs, "Client Connection
+    Defaults"."""
+    return getattr(settings, "TENANT_MIGRATE_LOCK_TIMEOUT", None)
+
+
+def statement_timeout() -> str | None:
+    """``TENANT_MIGRATE_STATEMENT_TIMEOUT``: PostgreSQL ``statement_timeout`` while migrating a
+    schema, e.g. ``"10min"``. Default ``None`` (the server's setting)."""
+    return getattr(settings, "TENANT_MIGRATE_STATEMENT_TIMEOUT", None)
+
+
+def lock_timeout_retries() -> int:
+    """``TENANT_MIGRATE_LOCK_TIMEOUT_RETRIES``: further attempts at a schema whose migration hit
+    ``lock_timeout``. Default 2."""
+    return int(getattr(settings, "TENANT_MIGRATE_LOCK_TIMEOUT_RETRIES", 2))
+
+
+def retry_backoff_seconds() -> float:
+    """``TENANT_MIGRATE_RETRY_BACKOFF``: wait before the first retry, doubled for each next one.
+    Default 1.0 seconds."""
+    return float(getattr(settings, "TENANT_MIGRATE_RETRY_BACKOFF", 1.0))
+
+
+def client_connection_check_interval() -> str | None:
+    """``TENANT_MIGRATE_CLIENT_CHECK_INTERVAL``: PostgreSQL ``client_connection_check_interval``
+    while migrating (PostgreSQL 14+). Default ``"1s"``: if the migrating process dies (SIGKILL)
+    while a statement waits or runs, the server notices within that interval and rolls the
+    migration back, instead of finishing it for nobody. ``None`` leaves the server's setting."""
+    return getattr(settings, "TENANT_MIGRATE_CLIENT_CHECK_INTERVAL", "1s")

@@ -15,8 +15,10 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState, StateApps
 from django.utils import timezone
 
-from tenant_migrate.applied import AppliedMigrations
+from tenant_migrate import conf
+from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
 from tenant_migrate.checksums import migration_checksum
+from tenant_migrate.locks import session_settings, try_lock_schema, unlock_schema
 from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
 
 
@@ -35,7 +37,8 @@ class MigrationOutcome:
 
 @dataclass
 class SchemaOutcome:
-    """What migrating one schema did. ``status`` is one of ``TenantRun.Status``'s values."""
+    """What migrating one schema did. ``status`` is one of ``TenantRun.Status``'s values:
+    up_to_date, migrated, failed or skipped."""
 
     schema_name: str
     status: str
@@ -74,37 +77,85 @@ class _ProgressTracker:
             current.duration_ms = (time.perf_counter() - self._started) * 1000
             current.succeeded = True
 
-    def fail(self, exc: BaseException) -> str:
-        error = f"{type(exc).__name__}: {exc}".strip()
+    def fail(self, exc: BaseException) -> None:
         if self.outcomes and not self.outcomes[-1].succeeded:
             in_flight = self.outcomes[-1]
             in_flight.duration_ms = (time.perf_counter() - self._started) * 1000
-            in_flight.error = error
-            in_flight.traceback = traceback.format_exc()
-        return error
+            in_flight.error = _describe(exc)
+            in_flight.traceback = "".join(traceback.format_exception(exc))
 
 
 def migrate_schema(
     planner: TenantPlanner,
     schema_name: str,
-    applied: AppliedMigrations | None,
     plan: Plan,
     targets: list[MigrationTarget],
     *,
     fake: bool = False,
 ) -> SchemaOutcome:
-    """Run ``plan`` in ``schema_name`` (each migration atomic when the migration is atomic).
+    """Bring ``schema_name`` to ``targets``; ``plan`` is what the caller's earlier read planned.
 
-    ``applied`` is the schema's applied set as read by ``read_applied_migrations`` (``None`` when
-    the schema has no ``django_migrations`` table yet). Never raises for a failing migration: the
-    failure is returned in the outcome, the failed migration rolled back, the ones before it kept.
+    Holds the schema's advisory lock meanwhile (waiting up to TENANT_MIGRATE_SCHEMA_LOCK_WAIT
+    seconds, else the outcome is ``skipped``), and plans again under the lock, since another run
+    may have migrated the schema in between. Each migration runs in a transaction when it is
+    atomic. A migration that hits ``lock_timeout`` is retried (TENANT_MIGRATE_LOCK_TIMEOUT_RETRIES,
+    with doubling backoff). Never raises for a failing migration: the failure is in the outcome,
+    that migration rolled back, the ones before it kept.
     """
     outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
     if not plan:
         return outcome
     connection = planner.connection
-    tracker = _ProgressTracker()
     started = time.perf_counter()
+    connection.set_schema_to_public()
+    if not try_lock_schema(connection, schema_name, conf.schema_lock_wait_seconds()):
+        outcome.status = "skipped"
+        outcome.error = "Another run is migrating this schema; skipped."
+        return outcome
+    try:
+        with session_settings(
+            connection,
+            lock_timeout=conf.lock_timeout(),
+            statement_timeout=conf.statement_timeout(),
+            client_connection_check_interval=conf.client_connection_check_interval(),
+        ):
+            backoff = conf.retry_backoff_seconds()
+            for attempt in range(conf.lock_timeout_retries() + 1):
+                applied = read_applied_migrations(connection, [schema_name], 1).get(schema_name)
+                try:
+                    plan = planner.executor_for(applied or frozenset()).migration_plan(targets)
+                except PlanningError as exc:
+                    outcome.status, outcome.error = "failed", str(exc)
+                    break
+                if not plan:
+                    break
+                error = _apply_plan(planner, schema_name, applied, plan, targets, fake, outcome)
+                if error is None:
+                    outcome.status = "migrated"
+                    break
+                outcome.status, outcome.error = "failed", _describe(error)
+                if not _is_lock_timeout(error) or attempt == conf.lock_timeout_retries():
+                    break
+                time.sleep(backoff * 2**attempt)
+    finally:
+        connection.set_schema_to_public()
+        if connection.is_usable():
+            unlock_schema(connection, schema_name)
+        outcome.duration_s = time.perf_counter() - started
+    return outcome
+
+
+def _apply_plan(
+    planner: TenantPlanner,
+    schema_name: str,
+    applied: AppliedMigrations | None,
+    plan: Plan,
+    targets: list[MigrationTarget],
+    fake: bool,
+    outcome: SchemaOutcome,
+) -> Exception | None:
+    connection = planner.connection
+    tracker = _ProgressTracker()
     try:
         if applied is None:
             _create_migrations_table(connection, schema_name)
@@ -118,15 +169,23 @@ def migrate_schema(
         emit_post_migrate_signal(
             0, False, connection.alias, apps=_post_migrate_apps(post_migrate_state), plan=plan
         )
-        outcome.status = "migrated"
-    except (Exception, PlanningError) as exc:
-        outcome.status = "failed"
-        outcome.error = tracker.fail(exc)
+        return None
+    except Exception as exc:
+        tracker.fail(exc)
+        return exc
     finally:
         connection.set_schema_to_public()
-        outcome.migrations = tracker.outcomes
-        outcome.duration_s = time.perf_counter() - started
-    return outcome
+        outcome.migrations += tracker.outcomes
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    # SQLSTATE 55P03 lock_not_available (PostgreSQL docs, Appendix A "Error Codes"), raised by
+    # Django as OperationalError with the driver's exception as __cause__.
+    return any(getattr(error, "sqlstate", None) == "55P03" for error in (exc, exc.__cause__))
 
 
 def _post_migrate_apps(state: ProjectState) -> StateApps:

@@ -36,6 +36,10 @@ class MigrationRun(models.Model):
         default=0, help_text=_("Tenants that had nothing to do.")
     )
     failed_count = models.PositiveIntegerField(default=0, help_text=_("Tenants that failed."))
+    skipped_count = models.PositiveIntegerField(
+        default=0,
+        help_text=_("Tenants not migrated: locked by another run, or left after --fail-fast."),
+    )
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -56,6 +60,8 @@ class TenantRun(models.Model):
         MIGRATED = "migrated", _("migrated")
         UP_TO_DATE = "up_to_date", _("up to date")
         FAILED = "failed", _("failed")
+        SKIPPED = "skipped", _("skipped")
+        INTERRUPTED = "interrupted", _("interrupted")
 
     run = models.ForeignKey(MigrationRun, on_delete=models.CASCADE, related_name="tenant_runs")
     schema_name = models.CharField(max_length=63, db_index=True)

@@ -37,6 +37,7 @@ class SchemaGroup:
     applied: AppliedMigrations
     schema_names: list[str] = field(default_factory=list)
     plan: Plan = field(default_factory=list)
+    error: str = ""  # why this group could not be planned; its schemas then fail
 
 
 class TenantPlanner:
@@ -128,8 +129,9 @@ class TenantPlanner:
             applied = applied_by_schema.get(schema_name) or frozenset()
             order[applied].append(schema_name)
         for applied, names in order.items():
-            executor = self.executor_for(applied)
-            groups[applied] = SchemaGroup(
-                applied=applied, schema_names=names, plan=executor.migration_plan(targets)
-            )
+            group = groups[applied] = SchemaGroup(applied=applied, schema_names=names)
+            try:
+                group.plan = self.executor_for(applied).migration_plan(targets)
+            except PlanningError as exc:
+                group.error = str(exc)
         return list(groups.values())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import connection
@@ -52,8 +52,37 @@ def add_up_to_date_schemas(run: MigrationRun, schema_names: list[str]) -> None:
     )
 
 
-def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome) -> None:
-    """Store one schema's outcome: its migration records, its TenantRun and the run's counters."""
+def mark_interrupted_runs(is_alive: Callable[[int], bool]) -> list[int]:
+    """Mark ``running`` runs whose process is gone as interrupted, with their unfinished
+    schemas; return their ids. ``is_alive(run_id)`` tells whether a run's process still runs."""
+    connection.set_schema_to_public()
+    dead = [
+        run_id
+        for run_id in MigrationRun.objects.filter(status=MigrationRun.Status.RUNNING).values_list(
+            "pk", flat=True
+        )
+        if not is_alive(run_id)
+    ]
+    if dead:
+        TenantRun.objects.filter(
+            run_id__in=dead, status__in=[TenantRun.Status.PENDING, TenantRun.Status.RUNNING]
+        ).update(status=TenantRun.Status.INTERRUPTED)
+        MigrationRun.objects.filter(pk__in=dead).update(
+            status=MigrationRun.Status.INTERRUPTED, finished_at=timezone.now()
+        )
+    return dead
+
+
+def mark_schema_running(run: MigrationRun, schema_name: str) -> None:
+    connection.set_schema_to_public()
+    TenantRun.objects.filter(run=run, schema_name=schema_name).update(
+        status=TenantRun.Status.RUNNING, started_at=timezone.now()
+    )
+
+
+def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: bool = True) -> None:
+    """Store one schema's outcome: its migration records, its TenantRun and (with ``count``) the
+    run's counters."""
     connection.set_schema_to_public()
     MigrationRecord.objects.bulk_create(
         MigrationRecord(
@@ -92,18 +121,24 @@ def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome) -> None:
             "finished_at": timezone.now(),
         },
     )
-    counter = {
-        "migrated": "migrated_count",
-        "up_to_date": "up_to_date_count",
-        "failed": "failed_count",
-    }[outcome.status]
-    MigrationRun.objects.filter(pk=run.pk).update(**{counter: F(counter) + 1})
+    if count:
+        counter = {
+            "migrated": "migrated_count",
+            "up_to_date": "up_to_date_count",
+            "failed": "failed_count",
+            "skipped": "skipped_count",
+        }[outcome.status]
+        MigrationRun.objects.filter(pk=run.pk).update(**{counter: F(counter) + 1})
 
 
 def finish_run(run: MigrationRun) -> MigrationRun:
     connection.set_schema_to_public()
     run.refresh_from_db()
-    run.status = MigrationRun.Status.FAILED if run.failed_count else MigrationRun.Status.SUCCEEDED
+    run.status = (
+        MigrationRun.Status.FAILED
+        if run.failed_count or run.skipped_count
+        else MigrationRun.Status.SUCCEEDED
+    )
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "finished_at"])
     return run

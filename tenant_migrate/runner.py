@@ -9,24 +9,27 @@ from typing import Any
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
-from tenant_migrate import conf, records
+from tenant_migrate import conf, locks, records
 from tenant_migrate.applied import read_applied_migrations
 from tenant_migrate.executor import SchemaOutcome, migrate_schema
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
+from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
 
 OutcomeCallback = Callable[[int, int, SchemaOutcome], None]  # (position, total, outcome)
 
 
 @dataclass
 class RunRequest:
-    """What to migrate: ``migrate``-style targets and the schema selection."""
+    """What to migrate: ``migrate``-style targets, the schema selection and run options."""
 
     app_label: str | None = None
     migration_name: str | None = None
     tenant_schemas: Sequence[str] = ()
     include_public: bool = True
     fake: bool = False
+    fail_fast: bool = False
+    executor: str = "serial"
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -35,6 +38,7 @@ class RunResult:
     run: MigrationRun | None
     public: SchemaOutcome | None
     outcomes: list[SchemaOutcome]
+    interrupted_runs: list[int] = field(default_factory=list)
 
     @property
     def failed(self) -> list[SchemaOutcome]:
@@ -77,52 +81,83 @@ class MigrationRunner:
             # Tenant apps may depend on shared tables: do not go on with a broken public schema.
             return RunResult(run=None, public=public_outcome, outcomes=[])
 
+        interrupted = records.mark_interrupted_runs(
+            lambda run_id: locks.run_is_alive(connection, run_id)
+        )
         schemas = list(self.request.tenant_schemas)
         applied = read_applied_migrations(connection, schemas, conf.applied_read_chunk_size())
         groups = self.planner.group_schemas(applied, schemas, self.targets)
         run = records.start_run(
-            executor="serial", arguments=self.request.arguments, tenant_count=len(schemas)
+            executor=self.request.executor,
+            arguments=self.request.arguments,
+            tenant_count=len(schemas),
         )
-        if public_outcome:
-            records.record_schema_outcome(run, public_outcome)
-            # The public schema is recorded but not counted as a tenant.
-            MigrationRun.objects.filter(pk=run.pk).update(
-                migrated_count=0, up_to_date_count=0, failed_count=0
+        locks.lock_run(connection, run.pk)
+        try:
+            if public_outcome:
+                records.record_schema_outcome(run, public_outcome, count=False)
+            records.add_up_to_date_schemas(
+                run, [name for group in groups if not group.plan for name in group.schema_names]
             )
-        up_to_date = [name for group in groups if not group.plan for name in group.schema_names]
-        records.add_up_to_date_schemas(run, up_to_date)
-        records.add_pending_schemas(
-            run, [name for group in groups if group.plan for name in group.schema_names]
-        )
+            records.add_pending_schemas(
+                run, [name for group in groups if group.plan for name in group.schema_names]
+            )
+            outcomes = self._migrate_tenants(run, groups, len(schemas))
+            return RunResult(
+                run=records.finish_run(run),
+                public=public_outcome,
+                outcomes=outcomes,
+                interrupted_runs=interrupted,
+            )
+        finally:
+            if connection.is_usable():
+                locks.unlock_run(connection, run.pk)
 
+    def _migrate_tenants(
+        self, run: MigrationRun, groups: list[SchemaGroup], total: int
+    ) -> list[SchemaOutcome]:
         outcomes: list[SchemaOutcome] = []
+        stop = False
         position = 0
         for group in groups:
             for schema_name in group.schema_names:
                 position += 1
-                if group.plan:
-                    outcome = migrate_schema(
-                        self.planner,
-                        schema_name,
-                        applied.get(schema_name),
-                        group.plan,
-                        self.targets,
-                        fake=self.request.fake,
+                if group.error:
+                    outcome = SchemaOutcome(schema_name, status="failed", error=group.error)
+                    records.record_schema_outcome(run, outcome)
+                elif not group.plan:
+                    outcome = SchemaOutcome(schema_name, status="up_to_date")
+                elif stop:
+                    outcome = SchemaOutcome(
+                        schema_name, status="skipped", error="Not run: --fail-fast stopped the run."
                     )
                     records.record_schema_outcome(run, outcome)
                 else:
-                    outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
+                    records.mark_schema_running(run, schema_name)
+                    tenant_migration_started.send(
+                        MigrationRunner, run_id=run.pk, schema_name=schema_name
+                    )
+                    outcome = migrate_schema(
+                        self.planner, schema_name, group.plan, self.targets, fake=self.request.fake
+                    )
+                    records.record_schema_outcome(run, outcome)
+                    tenant_migration_finished.send(
+                        MigrationRunner, run_id=run.pk, schema_name=schema_name, outcome=outcome
+                    )
+                stop = stop or (outcome.failed and self.request.fail_fast)
                 outcomes.append(outcome)
-                self.on_outcome(position, len(schemas), outcome)
-        return RunResult(run=records.finish_run(run), public=public_outcome, outcomes=outcomes)
+                self.on_outcome(position, total, outcome)
+        return outcomes
 
     def _migrate_public(self) -> SchemaOutcome:
         public = get_public_schema_name()
         applied = read_applied_migrations(connection, [public], conf.applied_read_chunk_size())
         [group] = self.planner.group_schemas(applied, [public], self.targets)
-        outcome = migrate_schema(
-            self.planner, public, applied.get(public), group.plan, self.targets,
-            fake=self.request.fake,
-        )  # fmt: skip
+        if group.error:
+            outcome = SchemaOutcome(public, status="failed", error=group.error)
+        else:
+            outcome = migrate_schema(
+                self.planner, public, group.plan, self.targets, fake=self.request.fake
+            )
         self.on_outcome(0, len(self.request.tenant_schemas), outcome)
         return outcome

@@ -51,6 +51,18 @@ class Command(BaseCommand):
             "nothing.",
         )
         parser.add_argument(
+            "--check",
+            action="store_true",
+            dest="check_unapplied",
+            help="Exit with status 1 if any selected schema has unapplied migrations; apply "
+            "nothing.",
+        )
+        parser.add_argument(
+            "--fail-fast",
+            action="store_true",
+            help="Stop at the first tenant that fails; the tenants after it are not run.",
+        )
+        parser.add_argument(
             "--fake",
             action="store_true",
             help="Mark migrations as run without actually running them.",
@@ -64,6 +76,8 @@ class Command(BaseCommand):
         tenants: list[str],
         exclude: list[str],
         plan: bool,
+        check_unapplied: bool,
+        fail_fast: bool,
         fake: bool,
         verbosity: int,
         **options: Any,
@@ -80,18 +94,25 @@ class Command(BaseCommand):
             tenant_schemas=schemas,
             include_public=not tenants or public in tenants,
             fake=fake,
+            fail_fast=fail_fast,
             arguments={
                 "app_label": app_label,
                 "migration_name": migration_name,
                 "tenants": tenants,
                 "exclude": exclude,
                 "fake": fake,
+                "fail_fast": fail_fast,
             },
         )
         try:
             runner = MigrationRunner(request, on_outcome=self._report_outcome)
-            if plan:
-                self._show_plan(*runner.plan())
+            if plan or check_unapplied:
+                public_groups, groups = runner.plan()
+                if plan:
+                    self._show_plan(public_groups, groups)
+                pending = sum(len(g.schema_names) for g in public_groups + groups if g.plan)
+                if check_unapplied and pending:
+                    raise CommandError(f"{pending} schema(s) have unapplied migrations.")
                 return
             started = time.perf_counter()
             result = runner.run()
@@ -105,18 +126,25 @@ class Command(BaseCommand):
             )
         run = result.run
         assert run is not None
-        run.refresh_from_db()
+        for run_id in result.interrupted_runs:
+            self.stdout.write(
+                self.style.WARNING(f"Run {run_id} had been interrupted; marked as interrupted.")
+            )
         summary = (
             f"Migrated {run.migrated_count} tenant(s), {run.up_to_date_count} already up to date, "
-            f"{run.failed_count} failed (run {run.pk}, {time.perf_counter() - started:.2f} s)."
+            f"{run.failed_count} failed"
+            + (f", {run.skipped_count} skipped" if run.skipped_count else "")
+            + f" (run {run.pk}, {time.perf_counter() - started:.2f} s)."
         )
-        if run.failed_count:
+        if run.failed_count or run.skipped_count:
             self.stdout.write(self.style.ERROR(summary))
-            for outcome in result.failed:
-                self.stdout.write(f"  {outcome.schema_name}: {outcome.error}")
+            for outcome in result.outcomes:
+                if outcome.status in ("failed", "skipped"):
+                    self.stdout.write(f"  {outcome.schema_name}: {outcome.error}")
             raise CommandError(
-                f"{run.failed_count} tenant(s) failed; the others were migrated. Fix the cause and "
-                "run the command again: it resumes where each tenant stopped."
+                f"{run.failed_count} tenant(s) failed and {run.skipped_count} were skipped; the "
+                "others were migrated. Fix the cause and run the command again: it resumes where "
+                "each tenant stopped."
             )
         self.stdout.write(self.style.SUCCESS(summary))
 
@@ -130,6 +158,10 @@ class Command(BaseCommand):
             where = f" at {failed_at.app_label}.{failed_at.migration_name}" if failed_at else ""
             line = self.style.ERROR(f"{prefix} {outcome.schema_name}: FAILED{where}: ")
             self.stdout.write(line + outcome.error)
+        elif outcome.status == "skipped":
+            self.stdout.write(
+                self.style.WARNING(f"{prefix} {outcome.schema_name}: SKIPPED: ") + outcome.error
+            )
         elif outcome.status == "up_to_date":
             self.stdout.write(f"{prefix} {outcome.schema_name}: up to date")
         else:

@@ -1,0 +1,85 @@
+"""PostgreSQL advisory locks: one per schema being migrated, one per run in progress.
+
+Session-level advisory locks (PostgreSQL docs, "Advisory Locks") are released by the server when
+the session ends, so a run killed with SIGKILL never leaves a schema locked, and a run whose lock
+can be taken is known to be dead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+# First key of the two-key form pg_advisory_lock(int, int): our namespace among the
+# application's advisory locks. The second key is hashtext(schema_name) or the run id.
+SCHEMA_LOCK_CLASS = 0x54_4D_53  # "TMS"
+RUN_LOCK_CLASS = 0x54_4D_52  # "TMR"
+
+
+def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seconds: float) -> bool:
+    """Take the schema's lock, waiting up to ``wait_seconds``; return False if it stayed taken."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
+            )
+            if cursor.fetchone()[0]:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 1.0)
+
+
+def unlock_schema(connection: BaseDatabaseWrapper, schema_name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
+        )
+
+
+def lock_run(connection: BaseDatabaseWrapper, run_id: int) -> None:
+    """Hold the run's lock for this session's lifetime: it tells other runs this one is alive."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+
+
+def unlock_run(connection: BaseDatabaseWrapper, run_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+
+
+def run_is_alive(connection: BaseDatabaseWrapper, run_id: int) -> bool:
+    """True if some session holds the run's lock (the run's process is still connected)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+        if not cursor.fetchone()[0]:
+            return True
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+        return False
+
+
+@contextmanager
+def session_settings(connection: BaseDatabaseWrapper, **values: str | None) -> Iterator[None]:
+    """Set PostgreSQL run-time parameters (``lock_timeout="5s"``...) for the session, and reset
+    them after; ``None`` values, and parameters the server does not know, are left alone."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)", [list(values)])
+        known = {row[0] for row in cursor.fetchall()}
+    settings = [(name, value) for name, value in values.items() if value is not None]
+    settings = [(name, value) for name, value in settings if name in known]
+    with connection.cursor() as cursor:
+        for name, value in settings:
+            cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+    try:
+        yield
+    finally:
+        if settings and connection.is_usable():
+            with connection.cursor() as cursor:
+                for name, _ in settings:
+                    cursor.execute(f"RESET {name}")
