@@ -72,7 +72,10 @@ def main() -> int:
     except subprocess.CalledProcessError as exc:
         sys.exit(f"Installing the project failed (exit code {exc.returncode}); see pip's output.")
     command = [str(venv_python()), str(ROOT / "example_project" / "manage.py"), "demo"]
-    process = subprocess.Popen([*command, *sys.argv[1:]], cwd=ROOT)
+    env = dict(os.environ)
+    # pgserver's platformdirs warns at each start where XDG_RUNTIME_DIR is unset (root, containers)
+    env.setdefault("PYTHONWARNINGS", "ignore:XDG_RUNTIME_DIR is not set")
+    process = subprocess.Popen([*command, *sys.argv[1:]], cwd=ROOT, env=env)
     while True:
         try:
             return process.wait()

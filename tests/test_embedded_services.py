@@ -68,7 +68,7 @@ def test_celery_broker_settings_default_to_the_filesystem(
 
     url, options = services.celery_broker_settings()
 
-    assert url == "filesystem://"
+    assert url == "filesystem://localhost/"
     folder_options = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
     for folder in (options[name] for name in folder_options):
         assert Path(folder).is_dir()

@@ -66,7 +66,8 @@ def celery_broker_settings() -> tuple[str, dict[str, Any]]:
     control_dir = FILESYSTEM_BROKER_DIR / "control"
     for folder in (queue_dir, processed_dir, control_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {
+    # The transport ignores the host; naming one spares a "No hostname was supplied" warning.
+    return "filesystem://localhost/", {
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(processed_dir),

@@ -144,7 +144,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Worker stopped (exit code {worker.returncode}).")
 
     def print_next_steps(self) -> None:
-        manage = "python example_project/manage.py"
+        manage = (
+            f"{display_path(Path(sys.executable))} {display_path(settings.BASE_DIR / 'manage.py')}"
+        )
         self.stdout.write(
             "\n".join(
                 [
@@ -152,11 +154,16 @@ class Command(BaseCommand):
                     "Next:",
                     f"  {manage} create_tenant_superuser --schema {IMPORT_TENANT}",
                     f"  {manage} runserver",
-                    f"  then open http://{IMPORT_TENANT}.localhost:8000/admin/ (contacts, imports)",
-                    f"  {manage} migrate_tenants --plan      # what would run, per tenant",
+                    f"  and open http://{IMPORT_TENANT}.localhost:8000/admin/ (contacts, imports)",
+                    f"  {manage} migrate_tenants --plan  (what would run, per tenant)",
                     f"  {manage} import_contacts PATH --tenant {IMPORT_TENANT} --wait",
-                    f"  {manage} demo --file PATH             # import your own file",
-                    "  Commands and settings: README.md, docs/.",
+                    f"  {manage} demo --file PATH  (the demo with your own file)",
+                    "  Commands, settings and system checks: README.md and docs/.",
                 ]
             )
         )
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current folder when inside it, for commands to copy."""
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
