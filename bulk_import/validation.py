@@ -121,7 +121,7 @@ class RowValidator:
                 value = raw.get(header, "")
                 if value and not chosen:
                     chosen = value
-                elif value:
+                elif value and value != chosen:
                     extra[header] = value
             values[name] = chosen
         for header in self.mapping.unmapped:

@@ -137,3 +137,18 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[by
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+@pytest.fixture
+def import_file() -> Callable[..., object]:
+    """Import a file into a tenant's schema in-process (the synchronous path); return the record."""
+    from django_tenants.utils import schema_context
+
+    from bulk_import.importer import create_bulk_import, run_import
+
+    def run(tenant: object, path: Path) -> object:
+        with schema_context(tenant.schema_name), path.open("rb") as content:  # type: ignore[attr-defined]
+            record = create_bulk_import(content, path.name)
+            return run_import(record.pk)
+
+    return run
