@@ -1,0 +1,98 @@
+"""Per-tenant migration status: applied, pending, last run, drift; a few queries for all tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from django.db import connection
+
+from tenant_migrate import conf
+from tenant_migrate.applied import read_applied_migrations
+from tenant_migrate.checksums import migration_checksum
+from tenant_migrate.models import MigrationRecord, TenantRun
+from tenant_migrate.planner import TenantPlanner
+
+
+@dataclass
+class TenantStatus:
+    schema_name: str
+    applied: int
+    pending: int
+    last_run_id: int | None = None
+    last_run_status: str | None = None
+    last_run_error: str = ""
+    missing_files: list[str] = field(default_factory=list)  # applied, file gone
+    edited_files: list[str] = field(default_factory=list)  # file changed since it was applied
+    plan_error: str = ""
+
+    @property
+    def has_drift(self) -> bool:
+        return bool(self.missing_files or self.edited_files)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self) | {"has_drift": self.has_drift}
+
+
+def tenant_statuses(schema_names: Sequence[str]) -> list[TenantStatus]:
+    """Return one ``TenantStatus`` per schema, in the given order.
+
+    Costs a bounded number of queries whatever the number of schemas: the applied sets
+    (``read_applied_migrations``), the latest TenantRun per schema (``DISTINCT ON``), and the
+    checksum recorded when each migration was last applied.
+    """
+    planner = TenantPlanner(connection)
+    targets = planner.targets(None, None)
+    applied_by_schema = read_applied_migrations(
+        connection, list(schema_names), conf.applied_read_chunk_size()
+    )
+    pending: dict[str, int] = {}
+    plan_errors: dict[str, str] = {}
+    for group in planner.group_schemas(applied_by_schema, schema_names, targets):
+        for name in group.schema_names:
+            pending[name] = len(group.plan)
+            plan_errors[name] = group.error
+    connection.set_schema_to_public()
+    last_runs = {
+        tenant_run.schema_name: tenant_run
+        for tenant_run in TenantRun.objects.filter(schema_name__in=schema_names)
+        .order_by("schema_name", "-run_id")
+        .distinct("schema_name")
+    }
+    current_checksums = {
+        key: migration_checksum(migration)
+        for key, migration in planner.loader.disk_migrations.items()
+    }
+    edited: dict[str, list[str]] = {}
+    for record in (
+        MigrationRecord.objects.filter(schema_name__in=schema_names)
+        .exclude(checksum="")
+        .order_by("schema_name", "app_label", "migration_name", "-started_at")
+        .distinct("schema_name", "app_label", "migration_name")
+        .values("schema_name", "app_label", "migration_name", "checksum", "status")
+    ):
+        key = (record["app_label"], record["migration_name"])
+        current = current_checksums.get(key)
+        if record["status"] == "applied" and current and current != record["checksum"]:
+            edited.setdefault(record["schema_name"], []).append(".".join(key))
+
+    statuses = []
+    for name in schema_names:
+        applied = applied_by_schema.get(name) or frozenset()
+        last_run = last_runs.get(name)
+        statuses.append(
+            TenantStatus(
+                schema_name=name,
+                applied=len(applied),
+                pending=pending.get(name, 0),
+                last_run_id=last_run.run_id if last_run else None,
+                last_run_status=last_run.status if last_run else None,
+                last_run_error=last_run.error if last_run else "",
+                missing_files=sorted(
+                    ".".join(key) for key in applied if key not in planner.loader.disk_migrations
+                ),
+                edited_files=edited.get(name, []),
+                plan_error=plan_errors.get(name, ""),
+            )
+        )
+    return statuses
