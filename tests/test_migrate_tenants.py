@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tenant_migrate.applied import read_applied_migrations
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
-from tests.conftest import run_command
+from tests.conftest import run_command, unique_schema_name
 
 
 def table_exists(schema_name: str, table: str) -> bool:
@@ -187,3 +187,17 @@ def test_applied_migrations_of_many_schemas_are_read_in_bounded_queries(
     assert all(applied[name] == all_migrations() for name in migrated)
     assert applied[empty] is None
     assert "missing" not in applied
+
+
+def test_a_new_tenant_is_migrated_by_the_same_engine() -> None:
+    from customers.models import Client
+
+    schema_name = unique_schema_name("new")
+    tenant = Client(schema_name=schema_name, name="New tenant")
+    tenant.save()
+    try:
+        assert applied_in(schema_name) == all_migrations()
+        tenant_run = TenantRun.objects.get(schema_name=schema_name)
+        assert (tenant_run.status, tenant_run.run.executor) == ("migrated", "new_tenant")
+    finally:
+        tenant.delete(force_drop=True)

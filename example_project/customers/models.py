@@ -1,8 +1,12 @@
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenant_migrate.tenants import TenantMigrateMixin
 
-class Client(TenantMixin):
+
+class Client(TenantMigrateMixin, TenantMixin):
+    """A tenant; saving a new one creates and migrates its schema with tenant_migrate."""
+
     name = models.CharField(max_length=100)
     created_on = models.DateTimeField(auto_now_add=True)
 
