@@ -13,6 +13,7 @@ from tenant_migrate import conf, locks, records
 from tenant_migrate.applied import read_applied_migrations
 from tenant_migrate.executor import SchemaOutcome, migrate_schema
 from tenant_migrate.models import MigrationRun
+from tenant_migrate.parallel import migrate_in_processes
 from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
 from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
 
@@ -29,6 +30,7 @@ class RunRequest:
     include_public: bool = True
     fake: bool = False
     fail_fast: bool = False
+    processes: int = 1
     executor: str = "serial"
     arguments: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +118,8 @@ class MigrationRunner:
     def _migrate_tenants(
         self, run: MigrationRun, groups: list[SchemaGroup], total: int
     ) -> list[SchemaOutcome]:
+        if self.request.processes > 1:
+            return self._migrate_tenants_in_processes(run, groups, total)
         outcomes: list[SchemaOutcome] = []
         stop = False
         position = 0
@@ -147,6 +151,34 @@ class MigrationRunner:
                 stop = stop or (outcome.failed and self.request.fail_fast)
                 outcomes.append(outcome)
                 self.on_outcome(position, total, outcome)
+        return outcomes
+
+    def _migrate_tenants_in_processes(
+        self, run: MigrationRun, groups: list[SchemaGroup], total: int
+    ) -> list[SchemaOutcome]:
+        outcomes: list[SchemaOutcome] = []
+        for group in groups:
+            for schema_name in group.schema_names:
+                if group.error:
+                    outcome = SchemaOutcome(schema_name, status="failed", error=group.error)
+                    records.record_schema_outcome(run, outcome)
+                    outcomes.append(outcome)
+                    self.on_outcome(len(outcomes), total, outcome)
+                elif not group.plan:
+                    outcomes.append(SchemaOutcome(schema_name, status="up_to_date"))
+                    self.on_outcome(len(outcomes), total, outcomes[-1])
+        work = [(name, group.plan) for group in groups if group.plan for name in group.schema_names]
+        for outcome in migrate_in_processes(
+            self.planner,
+            run,
+            work,
+            self.targets,
+            processes=self.request.processes,
+            fake=self.request.fake,
+            fail_fast=self.request.fail_fast,
+        ):
+            outcomes.append(outcome)
+            self.on_outcome(len(outcomes), total, outcome)
         return outcomes
 
     def _migrate_public(self) -> SchemaOutcome:

@@ -201,3 +201,27 @@ def test_a_new_tenant_is_migrated_by_the_same_engine() -> None:
         assert (tenant_run.status, tenant_run.run.executor) == ("migrated", "new_tenant")
     finally:
         tenant.delete(force_drop=True)
+
+
+def test_parallel_processes_migrate_every_tenant_and_record_each(make_tenant: Callable) -> None:
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(4))
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE "{schemas[1]}"."crm_vendor" (id integer)')
+
+    result = run_command("migrate_tenants", tenants=schemas, parallel=2)
+
+    assert result.exit_code == 1
+    assert f"{schemas[1]}: FAILED at crm.0001_initial" in result.stdout
+    for schema_name in (schemas[0], *schemas[2:]):
+        assert applied_in(schema_name) == all_migrations()
+    run = MigrationRun.objects.latest("started_at")
+    assert (run.executor, run.migrated_count, run.failed_count) == ("parallel:2", 3, 1)
+    assert set(run.tenant_runs.values_list("schema_name", "status")) == {
+        (name, "failed" if name == schemas[1] else "migrated") for name in schemas
+    }
+    # Each worker process wrote its own records, with its own connection.
+    succeeded = [schemas[0], *schemas[2:]]
+    applied_records = MigrationRecord.objects.filter(
+        run=run, schema_name__in=succeeded, status="applied"
+    )
+    assert applied_records.count() == 3 * len(all_migrations())

@@ -63,6 +63,13 @@ class Command(BaseCommand):
             help="Stop at the first tenant that fails; the tenants after it are not run.",
         )
         parser.add_argument(
+            "--parallel",
+            type=int,
+            default=1,
+            metavar="N",
+            help="Migrate tenants in N processes on this machine (default 1).",
+        )
+        parser.add_argument(
             "--fake",
             action="store_true",
             help="Mark migrations as run without actually running them.",
@@ -78,11 +85,14 @@ class Command(BaseCommand):
         plan: bool,
         check_unapplied: bool,
         fail_fast: bool,
+        parallel: int,
         fake: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
         self.verbosity = verbosity
+        if parallel < 1:
+            raise CommandError("--parallel takes a number of processes, 1 or more.")
         public = get_public_schema_name()
         try:
             schemas = select_tenant_schemas(tenants, exclude)
@@ -95,6 +105,8 @@ class Command(BaseCommand):
             include_public=not tenants or public in tenants,
             fake=fake,
             fail_fast=fail_fast,
+            processes=parallel,
+            executor="serial" if parallel == 1 else f"parallel:{parallel}",
             arguments={
                 "app_label": app_label,
                 "migration_name": migration_name,
@@ -102,6 +114,7 @@ class Command(BaseCommand):
                 "exclude": exclude,
                 "fake": fake,
                 "fail_fast": fail_fast,
+                "parallel": parallel,
             },
         )
         try:
