@@ -203,7 +203,9 @@ class ContactImporter:
 
     def run(self) -> None:
         with self.record.file.open("rb") as fh:
-            reader = open_reader(fh, self.record.format)
+            reader = open_reader(
+                fh, self.record.format, encoding=self.record.options.get("encoding")
+            )
             try:
                 mapping = map_headers(reader.headers, set(self.fields))
                 total = sum(1 for _ in reader.rows())

@@ -39,13 +39,14 @@ class TabularReader(Protocol):
     def close(self) -> None: ...
 
 
-def open_reader(fh: IO[bytes], file_format: str) -> TabularReader:
+def open_reader(fh: IO[bytes], file_format: str, *, encoding: str | None = None) -> TabularReader:
     """Return a reader of ``fh`` (a seekable binary file) for ``file_format`` ("csv" or "xlsx").
 
-    Raises ImportFileError when the format is unsupported, the file is empty or unreadable.
+    ``encoding`` forces the text encoding of a CSV file instead of detecting it. Raises
+    ImportFileError when the format is unsupported, the file is empty or unreadable.
     """
     if file_format == "csv":
-        return CsvReader(fh)
+        return CsvReader(fh, encoding=encoding)
     if file_format == "xlsx":
         return XlsxReader(fh)
     raise ImportFileError(f"Unsupported file format {file_format!r}; expected CSV or XLSX.")
@@ -149,9 +150,14 @@ def detect_delimiter(sample: str) -> str:
 class CsvReader:
     """Reads a delimited text file; see the module docstring for what ``rows()`` yields."""
 
-    def __init__(self, fh: IO[bytes]) -> None:
+    def __init__(self, fh: IO[bytes], *, encoding: str | None = None) -> None:
         self._fh = fh
-        self.encoding = detect_encoding(fh)
+        if encoding:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ImportFileError(f"Unknown text encoding {encoding!r}.") from None
+        self.encoding = encoding or detect_encoding(fh)
         try:
             with self._text() as text:
                 self.delimiter = detect_delimiter(text.read(DELIMITER_SAMPLE_CHARS))

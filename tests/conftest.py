@@ -146,9 +146,9 @@ def import_file() -> Callable[..., object]:
 
     from bulk_import.importer import create_bulk_import, run_import
 
-    def run(tenant: object, path: Path) -> object:
+    def run(tenant: object, path: Path, options: dict[str, object] | None = None) -> object:
         with schema_context(tenant.schema_name), path.open("rb") as content:  # type: ignore[attr-defined]
-            record = create_bulk_import(content, path.name)
+            record = create_bulk_import(content, path.name, options=options)
             return run_import(record.pk)
 
     return run

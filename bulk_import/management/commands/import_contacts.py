@@ -44,6 +44,10 @@ class Command(BaseCommand):
             help="Run the import in this process instead of a Celery worker.",
         )
         parser.add_argument(
+            "--encoding",
+            help="Text encoding of a CSV file (e.g. cp1252), when detection guesses wrong.",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=None,
@@ -58,6 +62,7 @@ class Command(BaseCommand):
         wait: bool,
         sync: bool,
         timeout: float | None,
+        encoding: str | None,
         **options: Any,
     ) -> None:
         source = Path(path)
@@ -67,7 +72,9 @@ class Command(BaseCommand):
         with schema_context(tenant):
             with transaction.atomic(), source.open("rb") as content:
                 try:
-                    record = create_bulk_import(content, source.name)
+                    record = create_bulk_import(
+                        content, source.name, options={"encoding": encoding} if encoding else {}
+                    )
                 except ImportFileError as exc:
                     raise CommandError(f"Cannot import {source.name}: {exc}") from exc
                 if not sync:
