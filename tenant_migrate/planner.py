@@ -135,3 +135,20 @@ class TenantPlanner:
             except PlanningError as exc:
                 group.error = str(exc)
         return list(groups.values())
+
+
+def irreversible_steps(groups: Sequence[SchemaGroup]) -> list[tuple[str, list[str]]]:
+    """Return ``(migration label, schema names)`` for each backwards step that cannot be reversed.
+
+    A step is irreversible when one of its operations says so (``Operation.reversible`` is False,
+    e.g. ``RunPython`` without ``reverse_code``); Django would raise ``IrreversibleError`` at that
+    migration, after the ones before it were already unapplied.
+    """
+    found: dict[str, list[str]] = {}
+    for group in groups:
+        for migration, backwards in group.plan:
+            if backwards and any(not op.reversible for op in migration.operations):
+                found.setdefault(f"{migration.app_label}.{migration.name}", []).extend(
+                    group.schema_names
+                )
+    return list(found.items())

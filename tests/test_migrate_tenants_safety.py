@@ -189,3 +189,25 @@ def test_signals_are_sent_around_each_migrated_schema(make_tenant: Callable) -> 
         tenant_migration_finished.disconnect(on_finished)
 
     assert received == [("started", schema_name), ("finished", f"{schema_name}:migrated")]
+
+
+@override_settings(MIGRATION_MODULES={"crm": "tests.irreversible_migrations"})
+def test_an_irreversible_backwards_plan_is_refused_before_anything_runs(
+    make_tenant: Callable,
+) -> None:
+    schema_name = make_tenant().schema_name
+    assert ("crm", "0002_irreversible") in applied_in(schema_name)
+
+    refused = run_command("migrate_tenants", "crm", "0001", tenants=[schema_name])
+
+    assert refused.exit_code == 1
+    assert f"crm.0002_irreversible: {schema_name}" in refused.stderr
+    assert ("crm", "0002_irreversible") in applied_in(schema_name)
+
+    forced = run_command(
+        "migrate_tenants", "crm", "0001", tenants=[schema_name], allow_irreversible=True
+    )
+
+    assert forced.exit_code == 1
+    assert "IrreversibleError" in forced.stdout
+    assert ("crm", "0002_irreversible") in applied_in(schema_name)

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate.executor import SchemaOutcome
-from tenant_migrate.planner import PlanningError, SchemaGroup
+from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
 from tenant_migrate.runner import MigrationRunner, RunRequest
 from tenant_migrate.selection import UnknownTenantError, select_tenant_schemas
 
@@ -70,6 +70,11 @@ class Command(BaseCommand):
             help="Migrate tenants in N processes on this machine (default 1).",
         )
         parser.add_argument(
+            "--allow-irreversible",
+            action="store_true",
+            help="Run a backwards plan even though it contains an irreversible migration.",
+        )
+        parser.add_argument(
             "--fake",
             action="store_true",
             help="Mark migrations as run without actually running them.",
@@ -86,6 +91,7 @@ class Command(BaseCommand):
         check_unapplied: bool,
         fail_fast: bool,
         parallel: int,
+        allow_irreversible: bool,
         fake: bool,
         verbosity: int,
         **options: Any,
@@ -127,6 +133,8 @@ class Command(BaseCommand):
                 if check_unapplied and pending:
                     raise CommandError(f"{pending} schema(s) have unapplied migrations.")
                 return
+            if not allow_irreversible and not fake:
+                self._refuse_irreversible(runner)
             started = time.perf_counter()
             result = runner.run()
         except PlanningError as exc:
@@ -160,6 +168,18 @@ class Command(BaseCommand):
                 "each tenant stopped."
             )
         self.stdout.write(self.style.SUCCESS(summary))
+
+    def _refuse_irreversible(self, runner: MigrationRunner) -> None:
+        public_groups, groups = runner.plan()
+        steps = irreversible_steps(public_groups + groups)
+        if steps:
+            lines = [f"  {label}: {', '.join(schemas)}" for label, schemas in steps]
+            raise CommandError(
+                "The backwards plan contains irreversible migrations; nothing was run:\n"
+                + "\n".join(lines)
+                + "\nUse --allow-irreversible to try anyway (Django then stops each tenant at "
+                "that migration)."
+            )
 
     def _report_outcome(self, position: int, total: int, outcome: SchemaOutcome) -> None:
         if self.verbosity < 1:
