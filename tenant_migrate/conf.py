@@ -54,3 +54,9 @@ def client_connection_check_interval() -> str | None:
     while a statement waits or runs, the server notices within that interval and rolls the
     migration back, instead of finishing it for nobody. ``None`` leaves the server's setting."""
     return getattr(settings, "TENANT_MIGRATE_CLIENT_CHECK_INTERVAL", "1s")
+
+
+def run_retention_days() -> int:
+    """``TENANT_MIGRATE_RUN_RETENTION_DAYS``: age in days after which ``cleanup_migration_runs``
+    deletes finished runs. Default 90 days."""
+    return int(getattr(settings, "TENANT_MIGRATE_RUN_RETENTION_DAYS", 90))

@@ -70,3 +70,28 @@ def test_status_table_and_filters(make_tenant: Callable) -> None:
     assert "2 tenant(s): 1 up to date, 1 with pending migrations, 0 failed" in table.stdout
     assert fresh in pending_only.stdout
     assert migrated not in pending_only.stdout
+
+
+def test_cleanup_deletes_finished_runs_older_than_the_retention(make_tenant: Callable) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenant_migrate.models import MigrationRun, TenantRun
+
+    schema_name = make_tenant().schema_name
+    old = TenantRun.objects.get(schema_name=schema_name).run
+    MigrationRun.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(days=10))
+    still_running = MigrationRun.objects.create(status="running")
+    MigrationRun.objects.filter(pk=still_running.pk).update(
+        started_at=timezone.now() - timedelta(days=10)
+    )
+    recent = MigrationRun.objects.create(status="succeeded")
+
+    result = run_command("cleanup_migration_runs", older_than=7)
+
+    assert result.exit_code == 0
+    assert not MigrationRun.objects.filter(pk=old.pk).exists()
+    assert not MigrationRecord.objects.filter(run_id=old.pk).exists()
+    assert MigrationRun.objects.filter(pk__in=[still_running.pk, recent.pk]).count() == 2
+    MigrationRun.objects.filter(pk__in=[still_running.pk, recent.pk]).delete()
