@@ -172,7 +172,11 @@ class _RawWriter:
         self.wrapper = wrapper
 
     def write(self, text: str) -> None:
-        self.wrapper.write(text, ending="")
+        self.wrapper.write(text, style_func=_unstyled, ending="")
 
     def flush(self) -> None:
         self.wrapper.flush()
+
+
+def _unstyled(text: str) -> str:
+    return text
