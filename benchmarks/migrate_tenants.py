@@ -1,0 +1,555 @@
+#!/usr/bin/env python
+"""Benchmark ``migrate_tenants`` against django-tenants' ``migrate_schemas``, side by side.
+
+Usage (from the repository root, in the project's virtualenv)::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+        python benchmarks/migrate_tenants.py --tenants 100 [--wagtail]
+
+``DATABASE_URL`` names a PostgreSQL server (any database on it) where this script may create and
+drop databases called ``bench_*``. Nothing is written to the repository: the example project is
+copied to a temporary directory, a throwaway migration is generated in that copy, and every tool
+runs there as a subprocess (``python manage.py ...``) on a database of its own, cloned from one
+template that holds the migrated public schema and N empty tenant schemas.
+
+Scenarios: (a) from zero, (b) no-op, (e) status of all tenants (ours: ``tenant_migration_status``
+when installed; django-tenants has no status command, so ``migrate_schemas --check``), (e') both
+tools' ``--check``, (c) one new migration on every
+tenant (AddField + AddIndex on ``crm.Contact``), (d) rolling it back; plus the physical limit of
+(c): the migration's SQL (from ``sqlmigrate``) and its ``django_migrations`` row sent to every
+schema over one psycopg connection, one transaction per schema. With ``--wagtail``, a virtualenv
+with wagtail is created under /tmp (reused when present), wagtail's apps are added to
+``TENANT_APPS`` and (a) and (b) are measured again with them.
+
+Wall-clock time is measured around each subprocess; peak RSS is the largest resident set of the
+process or of any of its children (``os.wait4``), so for ``--executor=multiprocessing`` it is the
+largest single process, not the sum of the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_PROJECT = REPO / "example_project"
+WAGTAIL_APPS = [
+    "wagtail.contrib.forms",
+    "wagtail.contrib.redirects",
+    "wagtail.embeds",
+    "wagtail.sites",
+    "wagtail.users",
+    "wagtail.snippets",
+    "wagtail.documents",
+    "wagtail.images",
+    "wagtail.search",
+    "wagtail.admin",
+    "wagtail",
+    "modelcluster",
+    "taggit",
+]
+# What the benchmark virtualenv needs: the project's dependencies (the project itself is found on
+# PYTHONPATH, so the working tree is what runs) and wagtail.
+WAGTAIL_VENV_REQUIREMENTS = [
+    "Django>=5.2,<5.3",
+    "django-tenants>=4.0,<5",
+    "celery[redis]>=5.4,<6",
+    "openpyxl>=3.1",
+    "psycopg[binary]>=3.2",
+    "charset-normalizer>=3.3",
+    "email-validator>=2.1",
+    "phonenumbers>=8.13",
+    "dj-database-url>=2.1",
+    "wagtail",
+]
+BENCH_SETTINGS = '''\
+"""Benchmark settings: the example project's, plus wagtail's apps when BENCH_WAGTAIL=1."""
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import SHARED_APPS, TENANT_APPS
+
+if os.environ.get("BENCH_WAGTAIL") == "1":
+    TENANT_APPS = TENANT_APPS + {wagtail_apps!r}
+    INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+    WAGTAIL_SITE_NAME = "bench"
+    WAGTAILADMIN_BASE_URL = "http://localhost"
+'''
+TENANT_PREFIX = "bench"
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class Tool:
+    key: str
+    title: str
+    migrate: list[str]
+    status: list[str] | None = None
+    check: list[str] | None = None
+    database: str = ""
+
+
+@dataclass
+class Row:
+    scenario: str
+    results: dict[str, Measurement] = field(default_factory=dict)
+    limit: float | None = None
+
+
+class Bench:
+    def __init__(self, server_url: str, workdir: Path, python: str) -> None:
+        self.server_url = server_url
+        self.workdir = workdir
+        self.python = python
+        self.databases: list[str] = []
+        self.run_count = 0
+
+    # -- databases ------------------------------------------------------------------------------
+
+    def url(self, database: str) -> str:
+        return urlunparse(urlparse(self.server_url)._replace(path=f"/{database}"))
+
+    def admin(self, statement: sql.Composable) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        self.drop_database(name)
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        self.admin(statement)
+        self.databases.append(name)
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def drop_all(self) -> None:
+        for name in reversed(self.databases):
+            self.drop_database(name)
+        self.databases.clear()
+
+    # -- subprocesses ---------------------------------------------------------------------------
+
+    def manage(
+        self,
+        project: Path,
+        database: str,
+        args: Sequence[str],
+        *,
+        python: str | None = None,
+        wagtail: bool = False,
+        allowed_codes: Sequence[int] = (0,),
+    ) -> tuple[Measurement, str]:
+        """Run ``manage.py ARGS`` in ``project`` on ``database``; return timing and stdout."""
+        self.run_count += 1
+        log = self.workdir / f"run{self.run_count:03d}"
+        env = os.environ | {
+            "DATABASE_URL": self.url(database),
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]),
+            "CELERY_BROKER_URL": "memory://",
+            "MEDIA_ROOT": str(self.workdir / "media"),
+            "BENCH_WAGTAIL": "1" if wagtail else "0",
+            "PYTHONWARNINGS": "ignore",
+        }
+        command = [python or self.python, "manage.py", *args]
+        with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
+            started = time.perf_counter()
+            process = subprocess.Popen(command, cwd=project, env=env, stdout=out, stderr=err)
+            _, status, usage = os.wait4(process.pid, 0)
+            elapsed = time.perf_counter() - started
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        stdout = Path(f"{log}.out").read_text(errors="replace")
+        if code not in allowed_codes:
+            stderr = Path(f"{log}.err").read_text(errors="replace")
+            raise RuntimeError(
+                f"{' '.join(command)} (in {project}, database {database}) exited with {code}:\n"
+                f"{stdout[-3000:]}\n{stderr[-3000:]}"
+            )
+        return Measurement(elapsed, usage.ru_maxrss / 1024), stdout
+
+    def commands(self, project: Path, python: str | None = None) -> set[str]:
+        env = os.environ | {
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]),
+            "DATABASE_URL": self.url("postgres"),
+            "CELERY_BROKER_URL": "memory://",
+        }
+        listing = subprocess.run(
+            [python or self.python, "manage.py", "help", "--commands"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return set(listing.split())
+
+    def has_option(self, project: Path, command: str, option: str) -> bool:
+        env = os.environ | {
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": os.pathsep.join([str(project), str(REPO)]),
+            "DATABASE_URL": self.url("postgres"),
+            "CELERY_BROKER_URL": "memory://",
+        }
+        help_text = subprocess.run(
+            [self.python, "manage.py", command, "--help"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return option in help_text
+
+
+# -- project copies -----------------------------------------------------------------------------
+
+
+def copy_project(destination: Path) -> Path:
+    shutil.copytree(
+        EXAMPLE_PROJECT,
+        destination,
+        ignore=shutil.ignore_patterns(".pgdata", ".broker", "media", "__pycache__"),
+    )
+    (destination / "bench_settings.py").write_text(BENCH_SETTINGS.format(wagtail_apps=WAGTAIL_APPS))
+    return destination
+
+
+def add_contact_field(project: Path) -> None:
+    """Add ``bench_score`` and an index on it to ``crm.Contact`` in the copy's models."""
+    models_py = project / "crm" / "models.py"
+    text = models_py.read_text()
+    start = text.index("class Contact(models.Model):\n")
+    end = text.find("\nclass ", start + 1)
+    end = len(text) if end == -1 else end
+    block = text[start:end]
+    assert block.count("class Meta:\n") == 1, "crm.Contact's Meta not found"
+    block = block.replace(
+        "class Contact(models.Model):\n",
+        "class Contact(models.Model):\n"
+        "    bench_score = models.IntegerField(null=True, blank=True)\n",
+    ).replace(
+        "class Meta:\n",
+        "class Meta:\n        indexes = [\n"
+        '            models.Index(fields=["bench_score"], name="crm_contact_bench_score_idx")\n'
+        "        ]\n",
+    )
+    models_py.write_text(text[:start] + block + text[end:])
+
+
+def migration_names(project: Path, app: str) -> set[str]:
+    return {
+        path.stem for path in (project / app / "migrations").glob("[0-9]*.py") if path.is_file()
+    }
+
+
+# -- wagtail virtualenv -------------------------------------------------------------------------
+
+
+def ensure_wagtail_venv(venv: Path) -> str:
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import wagtail, django_tenants, dj_database_url"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return str(python)
+    print(f"Creating {venv} with wagtail (once)...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *WAGTAIL_VENV_REQUIREMENTS], check=True
+    )
+    return str(python)
+
+
+# -- physical limit -----------------------------------------------------------------------------
+
+
+def statements_of(sqlmigrate_output: str) -> str:
+    lines = [
+        line
+        for line in sqlmigrate_output.splitlines()
+        if line.strip()
+        and not line.lstrip().startswith("--")
+        and line.strip().upper() not in ("BEGIN;", "COMMIT;")
+    ]
+    return "\n".join(lines)
+
+
+def physical_limit(url: str, ddl: str, app: str, name: str) -> float:
+    """Send ``ddl`` and the migration's record to every tenant schema; return the seconds."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        schemas = [
+            row[0]
+            for row in conn.execute(
+                "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public' "
+                "ORDER BY id"
+            )
+        ]
+        for schema in schemas:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+                conn.execute(ddl.encode())
+                conn.execute(
+                    "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, now())",
+                    [app, name],
+                )
+    return time.perf_counter() - started
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def format_table(rows: list[Row], tools: list[Tool], tenants: int) -> str:
+    titles = [tool.title for tool in tools]
+    header = [
+        "scenario",
+        *[f"{title} s" for title in titles],
+        "ratio std/ours",
+        "limit s",
+        "ours/limit",
+        "peak RSS MB (" + " / ".join(tool.key for tool in tools) + ")",
+    ]
+    lines = [f"N = {tenants} tenants", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        ours = row.results.get("ours")
+        std = row.results.get("std")
+        cells = [row.scenario]
+        cells += [
+            f"{row.results[tool.key].seconds:.2f}" if tool.key in row.results else "-"
+            for tool in tools
+        ]
+        cells.append(f"{std.seconds / ours.seconds:.1f}x" if std and ours else "-")
+        cells.append(f"{row.limit:.2f}" if row.limit is not None else "-")
+        cells.append(f"{ours.seconds / row.limit:.1f}x" if ours and row.limit else "-")
+        cells.append(
+            " / ".join(
+                f"{row.results[tool.key].peak_rss_mb:.0f}" if tool.key in row.results else "-"
+                for tool in tools
+            )
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def run_scenario(
+    bench: Bench,
+    rows: list[Row],
+    title: str,
+    tools: list[Tool],
+    project: Path,
+    extra: Sequence[str] = (),
+    *,
+    command: str = "migrate",
+    python: str | None = None,
+    wagtail: bool = False,
+) -> Row:
+    row = Row(title)
+    for tool in tools:
+        base_args: list[str] | None = getattr(tool, command)
+        if base_args is None:
+            continue
+        args = [*base_args, *extra]
+        row.results[tool.key], _ = bench.manage(
+            project, tool.database, args, python=python, wagtail=wagtail
+        )
+        print(f"  {title}: {tool.title}: {row.results[tool.key].seconds:.2f} s", flush=True)
+    rows.append(row)
+    return row
+
+
+def prepare_template(
+    bench: Bench,
+    name: str,
+    project: Path,
+    tenants: int,
+    *,
+    python: str | None = None,
+    wagtail: bool = False,
+) -> str:
+    """A database with the public schema migrated and ``tenants`` empty tenant schemas."""
+    bench.create_database(name)
+    bench.manage(
+        project, name, ["migrate_schemas", "--shared", "--noinput", "-v", "0"],
+        python=python, wagtail=wagtail,
+    )  # fmt: skip
+    bench.manage(
+        project,
+        name,
+        ["create_tenants", str(tenants), "--prefix", TENANT_PREFIX, "--no-migrate", "-v", "0"],
+        python=python,
+        wagtail=wagtail,
+    )
+    return name
+
+
+def make_tools(bench: Bench, project: Path) -> list[Tool]:
+    quiet = ["--noinput", "-v", "0"]
+    schemas_check = ["migrate_schemas", "--check", "-v", "0"]
+    mp = ["migrate_schemas", "--executor=multiprocessing"]
+    tools = [
+        Tool("std", "migrate_schemas", ["migrate_schemas", *quiet], schemas_check, schemas_check),
+        Tool(
+            "mp",
+            "migrate_schemas multiprocessing",
+            [*mp, *quiet],
+            [*mp, "--check", "-v", "0"],
+            [*mp, "--check", "-v", "0"],
+        ),
+    ]
+    status = (
+        ["tenant_migration_status", "-v", "0"]
+        if "tenant_migration_status" in bench.commands(project)
+        else ["migrate_tenants", "--check", "-v", "0"]
+    )
+    check = ["migrate_tenants", "--check", "-v", "0"]
+    tools.append(Tool("ours", "migrate_tenants", ["migrate_tenants", "-v", "0"], status, check))
+    if bench.has_option(project, "migrate_tenants", "--parallel"):
+        # Status and --check do not depend on --parallel: not measured twice.
+        tools.append(
+            Tool(
+                "par",
+                "migrate_tenants --parallel 2",
+                ["migrate_tenants", "--parallel", "2", "-v", "0"],
+            )
+        )
+    return tools
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tenants", type=int, default=100, help="Tenant count (default 100).")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL server URL (default: $DATABASE_URL); bench_* databases are created there.",
+    )
+    parser.add_argument(
+        "--wagtail",
+        action="store_true",
+        help="Also measure from zero and no-op with wagtail's apps in TENANT_APPS.",
+    )
+    parser.add_argument(
+        "--wagtail-tenants",
+        type=int,
+        default=None,
+        help="Tenant count of the wagtail scenarios (default: --tenants).",
+    )
+    parser.add_argument(
+        "--wagtail-venv",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bench_wagtail_venv",
+        help="Virtualenv with wagtail, created when missing (default: /tmp/bench_wagtail_venv).",
+    )
+    options = parser.parse_args(argv)
+    if not options.database_url:
+        parser.error("set DATABASE_URL or pass --database-url")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_migrate_tenants_"))
+    bench = Bench(options.database_url, workdir, sys.executable)
+    suffix = f"{os.getpid()}"
+    try:
+        base = copy_project(workdir / "base")
+        tools = make_tools(bench, base)
+        print(f"Tools: {', '.join(tool.title for tool in tools)}", flush=True)
+
+        print(f"Preparing {options.tenants} empty tenant schemas...", flush=True)
+        template = prepare_template(bench, f"bench_tpl_{suffix}", base, options.tenants)
+        for tool in tools:
+            tool.database = bench.create_database(f"bench_{tool.key}_{suffix}", template)
+        bench.drop_database(template)
+
+        # The next version of the project: one new crm migration (AddField + AddIndex).
+        following = copy_project(workdir / "next")
+        before = migration_names(following, "crm")
+        add_contact_field(following)
+        bench.manage(
+            following, tools[0].database,
+            ["makemigrations", "crm", "--name", "bench_score", "-v", "0"],
+        )  # fmt: skip
+        [new_migration] = migration_names(following, "crm") - before
+        dependency = re.search(
+            r"\(\s*['\"]crm['\"]\s*,\s*['\"]([^'\"]+)['\"]\s*\)",
+            (following / "crm" / "migrations" / f"{new_migration}.py").read_text(),
+        )
+        assert dependency, "the new migration depends on no crm migration"
+        previous = dependency.group(1)
+
+        rows: list[Row] = []
+        run_scenario(bench, rows, "(a) from zero", tools, base)
+        run_scenario(bench, rows, "(b) no-op", tools, base)
+        run_scenario(bench, rows, "(e) status: " + " ".join(tools[2].status or []), tools, base,
+                     command="status")  # fmt: skip
+        run_scenario(bench, rows, "(e') --check", tools, base, command="check")
+        new_row = run_scenario(
+            bench, rows, f"(c) new migration crm.{new_migration}", tools, following
+        )
+        run_scenario(bench, rows, f"(d) roll back to crm.{previous}", tools, following,
+                     ["crm", previous])  # fmt: skip
+
+        # On a tenant schema: on public, the tenant router turns crm's operations into no-ops.
+        _, output = bench.manage(
+            following,
+            tools[-1].database,
+            ["tenant_command", "sqlmigrate", "crm", new_migration, "--schema", f"{TENANT_PREFIX}1"],
+        )
+        ddl = statements_of(output)
+        if not ddl:
+            raise RuntimeError(f"sqlmigrate printed no SQL:\n{output}")
+        new_row.limit = physical_limit(bench.url(tools[-1].database), ddl, "crm", new_migration)
+        print(f"  physical limit: {new_row.limit:.2f} s", flush=True)
+        for tool in tools:
+            bench.drop_database(tool.database)
+
+        if options.wagtail:
+            python = ensure_wagtail_venv(options.wagtail_venv)
+            count = options.wagtail_tenants or options.tenants
+            print(f"Preparing {count} empty tenant schemas with wagtail...", flush=True)
+            template = prepare_template(
+                bench, f"bench_tpl_{suffix}", base, count, python=python, wagtail=True
+            )
+            for tool in tools:
+                tool.database = bench.create_database(f"bench_{tool.key}_{suffix}", template)
+            bench.drop_database(template)
+            run_scenario(bench, rows, f"(a) from zero + wagtail, N={count}", tools, base,
+                         python=python, wagtail=True)  # fmt: skip
+            run_scenario(bench, rows, f"(b) no-op + wagtail, N={count}", tools, base,
+                         python=python, wagtail=True)  # fmt: skip
+
+        print()
+        print(format_table(rows, tools, options.tenants))
+        print()
+        print(f"Physical limit SQL per schema ({new_migration}, plus its django_migrations row):")
+        print(ddl)
+        return 0
+    finally:
+        bench.drop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
