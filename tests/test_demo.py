@@ -98,5 +98,5 @@ def test_demo_rejects_a_missing_file(demo_env: dict[str, str], tmp_path: Path) -
         timeout=DEMO_TIMEOUT,
     )
 
-    assert result.returncode == 1
-    assert f"CommandError: {tmp_path / 'no.csv'} is not a file" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert f"CommandError: {tmp_path / 'no.csv'} is not a file" in result.stderr, result.stderr
