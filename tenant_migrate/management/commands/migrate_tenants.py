@@ -9,7 +9,11 @@ from django_tenants.utils import get_public_schema_name
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
 from tenant_migrate.runner import MigrationRunner, RunRequest
-from tenant_migrate.selection import UnknownTenantError, select_tenant_schemas
+from tenant_migrate.selection import (
+    UnknownTenantError,
+    add_tenant_selection_arguments,
+    select_tenant_schemas,
+)
 
 
 class Command(BaseCommand):
@@ -28,22 +32,7 @@ class Command(BaseCommand):
             help="Database state will be brought to the state after that migration. Use the name "
             '"zero" to unapply all migrations.',
         )
-        parser.add_argument(
-            "--tenant",
-            action="append",
-            dest="tenants",
-            default=[],
-            metavar="SCHEMA",
-            help="Migrate only this tenant schema (repeatable). The public schema is then skipped "
-            "unless named too.",
-        )
-        parser.add_argument(
-            "--exclude",
-            action="append",
-            default=[],
-            metavar="SCHEMA",
-            help="Leave this tenant schema out (repeatable).",
-        )
+        add_tenant_selection_arguments(parser)
         parser.add_argument(
             "--plan",
             action="store_true",

@@ -5,7 +5,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenant_migrate.selection import UnknownTenantError, select_tenant_schemas
+from tenant_migrate.selection import (
+    UnknownTenantError,
+    add_tenant_selection_arguments,
+    select_tenant_schemas,
+)
 from tenant_migrate.status import TenantStatus, tenant_statuses
 
 
@@ -16,18 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--tenant",
-            action="append",
-            dest="tenants",
-            default=[],
-            metavar="SCHEMA",
-            help="Only this tenant schema (repeatable); all tenants by default.",
-        )
-        parser.add_argument(
-            "--exclude", action="append", default=[], metavar="SCHEMA",
-            help="Leave this tenant schema out (repeatable).",
-        )  # fmt: skip
+        add_tenant_selection_arguments(parser)
         parser.add_argument(
             "--format", choices=["table", "json"], default="table", help="Output format."
         )
