@@ -161,14 +161,23 @@ def _apply_plan(
             _create_migrations_table(connection, schema_name)
         connection.set_schema(schema_name)
         executor = planner.executor_for(applied or frozenset(), progress_callback=tracker)
-        pre_migrate_state = executor._create_project_state(with_applied_migrations=True)
+        # Schemas with the same applied set and plan go through the same states: render them
+        # once per group (as Django's migrate renders them once per database) and clone.
+        group_key = (applied or frozenset(), tuple((m.app_label, m.name, b) for m, b in plan))
+        pre_migrate_state = planner.state_cache.get(("pre", group_key[0]))
+        if pre_migrate_state is None:
+            pre_migrate_state = executor._create_project_state(with_applied_migrations=True)
+            pre_migrate_state.apps  # noqa: B018  (render now, once)
+            planner.state_cache[("pre", group_key[0])] = pre_migrate_state
         emit_pre_migrate_signal(0, False, connection.alias, apps=pre_migrate_state.apps, plan=plan)
         post_migrate_state = executor.migrate(
             targets, plan=plan, state=pre_migrate_state.clone(), fake=fake
         )
-        emit_post_migrate_signal(
-            0, False, connection.alias, apps=_post_migrate_apps(post_migrate_state), plan=plan
-        )
+        post_migrate_apps = planner.state_cache.get(("post", group_key))
+        if post_migrate_apps is None:
+            post_migrate_apps = _post_migrate_apps(post_migrate_state)
+            planner.state_cache[("post", group_key)] = post_migrate_apps
+        emit_post_migrate_signal(0, False, connection.alias, apps=post_migrate_apps, plan=plan)
         return None
     except Exception as exc:
         tracker.fail(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.apps import apps
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -50,6 +51,8 @@ class TenantPlanner:
         self.connection = connection
         # connection=None: the graph comes from disk only; applied sets are given per group.
         self.loader = MigrationLoader(None)
+        # Rendered states shared by the schemas of one group (see executor._apply_plan).
+        self.state_cache: dict[tuple[object, ...], Any] = {}
 
     def executor_for(
         self,
