@@ -40,7 +40,8 @@ def demo_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop").cleanup()
 
 
-def run_demo(env: dict[str, str], *args: str) -> str:
+def run_demo(env: dict[str, str], *args: str, expect_exit_code: int = 0) -> str:
+    """Run ``manage.py demo``; return its stdout, or its stderr when it is expected to fail."""
     result = subprocess.run(
         [sys.executable, "example_project/manage.py", "demo", *args],
         cwd=REPO_ROOT,
@@ -49,8 +50,8 @@ def run_demo(env: dict[str, str], *args: str) -> str:
         text=True,
         timeout=DEMO_TIMEOUT,
     )
-    assert result.returncode == 0, f"demo failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    assert result.returncode == expect_exit_code, f"{result.stdout}\n{result.stderr}"
+    return result.stderr if expect_exit_code else result.stdout
 
 
 def test_demo_runs_on_an_empty_embedded_database_and_again(
@@ -89,14 +90,6 @@ def test_demo_imports_a_given_file(demo_env: dict[str, str], tmp_path: Path) -> 
 
 
 def test_demo_rejects_a_missing_file(demo_env: dict[str, str], tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "example_project/manage.py", "demo", "--file", str(tmp_path / "no.csv")],
-        cwd=REPO_ROOT,
-        env=demo_env,
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT,
-    )
+    stderr = run_demo(demo_env, "--file", str(tmp_path / "no.csv"), expect_exit_code=1)
 
-    assert result.returncode == 1, result.stderr
-    assert f"CommandError: {tmp_path / 'no.csv'} is not a file" in result.stderr, result.stderr
+    assert f"CommandError: {tmp_path / 'no.csv'} is not a file" in stderr

@@ -24,6 +24,7 @@ TENANT_COUNT = 3
 IMPORT_TENANT = "demo1"
 WORKER_START_TIMEOUT = 90  # seconds
 WORKER_STOP_TIMEOUT = 30  # seconds
+IMPORT_TIMEOUT = 900  # seconds; a worker that died mid-import must not leave the demo waiting
 
 
 class Command(BaseCommand):
@@ -81,7 +82,13 @@ class Command(BaseCommand):
             worker = self.start_worker(Path(temp_dir) / "celery-worker.log")
             try:
                 self.step(f"Importing {file} into {IMPORT_TENANT} (import_contacts --wait)")
-                exit_code = self.call("import_contacts", str(file), tenant=IMPORT_TENANT, wait=True)
+                exit_code = self.call(
+                    "import_contacts",
+                    str(file),
+                    tenant=IMPORT_TENANT,
+                    wait=True,
+                    timeout=IMPORT_TIMEOUT,
+                )
                 if exit_code:
                     # Rejected rows are part of the demo: report the status and carry on.
                     self.stdout.write(f"import_contacts exited with status {exit_code}.")
