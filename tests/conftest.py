@@ -74,6 +74,16 @@ def run_command(name: str, *args: str, **options: object) -> CommandResult:
     return CommandResult(stdout.getvalue(), stderr.getvalue(), exit_code)
 
 
+def child_process_environment() -> dict[str, str]:
+    """Environment for a ``manage.py`` or ``celery`` child process working on the test database
+    with the test settings (same queue, same media folder)."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
+    return env
+
+
 def unique_schema_name(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
@@ -110,10 +120,7 @@ def make_tenant() -> Iterator[Callable[..., object]]:
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``celery worker`` process (prefork, 2 processes) on the configured broker."""
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
+    env = child_process_environment()
     log_path = Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.utils import schema_context
 
 from bulk_import.importer import create_bulk_import
 from bulk_import.models import BulkImport
 from bulk_import.tasks import enqueue_bulk_import
-from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT, run_command
+from tests.conftest import EXAMPLE_PROJECT, child_process_environment, run_command
 
 MakeTenant = Callable[..., Any]
 
@@ -53,14 +53,10 @@ def wait_until_finished(schema_name: str, bulk_import_id: int, timeout: float = 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``manage.py`` as a separate process on the test database, for its real exit status."""
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=EXAMPLE_PROJECT,
-        env=env,
+        env=child_process_environment(),
         capture_output=True,
         text=True,
         timeout=120,

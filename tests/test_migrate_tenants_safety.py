@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from django.test import override_settings
 from tenant_migrate.locks import SCHEMA_LOCK_CLASS, run_is_alive
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
-from tests.conftest import EXAMPLE_PROJECT, REPO_ROOT, run_command
+from tests.conftest import EXAMPLE_PROJECT, child_process_environment, run_command
 from tests.test_migrate_tenants import all_migrations, applied_in, table_exists
 
 
@@ -32,14 +31,10 @@ def other_session() -> Iterator[psycopg.Connection]:
 
 
 def manage_py(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=EXAMPLE_PROJECT,
-        env=env,
+        env=child_process_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
