@@ -40,6 +40,11 @@ class SchemaGroup:
     plan: Plan = field(default_factory=list)
     error: str = ""  # why this group could not be planned; its schemas then fail
 
+    @property
+    def up_to_date(self) -> bool:
+        """Planned, and nothing to do (a group that could not be planned is not up to date)."""
+        return not self.plan and not self.error
+
 
 class TenantPlanner:
     """Builds the migration graph once and plans per group of schemas.

@@ -99,10 +99,11 @@ class MigrationRunner:
             if public_outcome:
                 records.record_schema_outcome(run, public_outcome, count=False)
             records.add_up_to_date_schemas(
-                run, [name for group in groups if not group.plan for name in group.schema_names]
+                run, [name for group in groups if group.up_to_date for name in group.schema_names]
             )
             records.add_pending_schemas(
-                run, [name for group in groups if group.plan for name in group.schema_names]
+                run,
+                [name for group in groups if not group.up_to_date for name in group.schema_names],
             )
             outcomes = self._migrate_tenants(run, groups, len(schemas))
             return RunResult(

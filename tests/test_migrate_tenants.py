@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tenant_migrate.applied import read_applied_migrations
@@ -225,3 +226,27 @@ def test_parallel_processes_migrate_every_tenant_and_record_each(make_tenant: Ca
         run=run, schema_name__in=succeeded, status="applied"
     )
     assert applied_records.count() == 3 * len(all_migrations())
+
+
+@override_settings(MIGRATION_MODULES={"crm": "tests.squashed_migrations"})
+def test_a_schema_that_cannot_be_planned_fails_and_is_not_counted_up_to_date(
+    make_tenant: Callable,
+) -> None:
+    schema_name = make_tenant().schema_name
+    # Half of what the squashed migration replaces: Django would build another graph for it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM \"{schema_name}\".django_migrations WHERE app = 'crm' AND name = %s",
+            ["0003_second"],
+        )
+
+    check = run_command("migrate_tenants", tenants=[schema_name], check_unapplied=True)
+    result = run_command("migrate_tenants", tenants=[schema_name])
+
+    assert check.exit_code == 1
+    assert result.exit_code == 1
+    assert f"{schema_name}: FAILED" in result.stdout
+    assert "crm.0002_squashed_0003 is partially applied" in result.stdout
+    run = MigrationRun.objects.latest("started_at")
+    assert (run.up_to_date_count, run.failed_count) == (0, 1)
+    assert TenantRun.objects.get(run=run, schema_name=schema_name).status == "failed"

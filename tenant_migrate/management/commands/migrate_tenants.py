@@ -118,7 +118,9 @@ class Command(BaseCommand):
                 public_groups, groups = runner.plan()
                 if plan:
                     self._show_plan(public_groups, groups)
-                pending = sum(len(g.schema_names) for g in public_groups + groups if g.plan)
+                pending = sum(
+                    len(g.schema_names) for g in public_groups + groups if not g.up_to_date
+                )
                 if check_unapplied and pending:
                     raise CommandError(f"{pending} schema(s) have unapplied migrations.")
                 return
@@ -203,7 +205,10 @@ class Command(BaseCommand):
     def _show_plan(self, public_groups: list[SchemaGroup], groups: list[SchemaGroup]) -> None:
         for group in public_groups + groups:
             names = ", ".join(group.schema_names)
-            if not group.plan:
+            if group.error:
+                self.stdout.write(self.style.ERROR(f"Cannot plan {names}: {group.error}"))
+                continue
+            if group.up_to_date:
                 self.stdout.write(f"Up to date: {names}")
                 continue
             count = len(group.schema_names)
