@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.db import connection, connections
 
-from tenant_migrate import records
+from tenant_migrate import locks, records
 from tenant_migrate.executor import SchemaOutcome, migrate_schema
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.planner import MigrationTarget, Plan, TenantPlanner
@@ -85,6 +85,10 @@ def migrate_in_processes(
         pending: dict[Future[SchemaOutcome], str] = {
             pool.submit(_migrate_in_worker, schema_name): schema_name for schema_name, _ in work
         }
+        # With the fork start method every worker is forked at the first submit(), so the
+        # parent may connect again now. close_all() ended the session holding the run's lock:
+        # take it again, or another run would take this live run for a dead one.
+        locks.lock_run(connection, run.pk)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:

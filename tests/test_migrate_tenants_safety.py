@@ -206,3 +206,29 @@ def test_an_irreversible_backwards_plan_is_refused_before_anything_runs(
     assert forced.exit_code == 1
     assert "IrreversibleError" in forced.stdout
     assert ("crm", "0002_irreversible") in applied_in(schema_name)
+
+
+def test_a_parallel_run_stays_known_as_alive_while_its_workers_migrate(
+    make_tenant: Callable,
+) -> None:
+    schema_name = make_tenant().schema_name
+
+    with other_session() as session:
+        session.execute("BEGIN")
+        session.execute(f'LOCK TABLE "{schema_name}".crm_payment IN ACCESS SHARE MODE')
+        process = manage_py(
+            "migrate_tenants", "crm", "zero", "--tenant", schema_name, "--parallel", "2"
+        )
+        deadline = time.monotonic() + 30
+        while not TenantRun.objects.filter(schema_name=schema_name, status="running").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        run_id = TenantRun.objects.get(schema_name=schema_name, status="running").run_id
+        # Otherwise a concurrent run would mark this live run as interrupted.
+        alive_while_blocked = run_is_alive(connection, run_id)
+        session.execute("ROLLBACK")
+    output = process.communicate(timeout=60)[0]
+
+    assert alive_while_blocked
+    assert process.returncode == 0, output
+    assert MigrationRun.objects.get(pk=run_id).status == "succeeded"
