@@ -24,6 +24,8 @@ class BulkImport(models.Model):
     class Format(models.TextChoices):
         CSV = "csv", "CSV"
         XLSX = "xlsx", "XLSX"
+        XLS = "xls", "XLS"
+        ODS = "ods", "ODS"
 
     file = models.FileField(
         upload_to=bulk_import_upload_to, help_text=_("The uploaded file, in Django storage.")
@@ -55,6 +57,22 @@ class BulkImport(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     processing_seconds = models.FloatField(
         null=True, blank=True, help_text=_("Wall time of the import, in seconds.")
+    )
+    rows_per_second = models.FloatField(
+        null=True, blank=True, help_text=_("Recent throughput, in data rows per second.")
+    )
+    eta_seconds = models.FloatField(
+        null=True, blank=True, help_text=_("Estimated time left, in seconds.")
+    )
+    progress_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the progress counters were last written.")
+    )
+    cancel_requested = models.BooleanField(
+        default=False,
+        help_text=_("Set to stop the import after its current batch; rows so far are kept."),
+    )
+    task_id = models.CharField(
+        max_length=255, blank=True, help_text=_("Id of the Celery task that runs the import.")
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -145,3 +163,28 @@ class BulkImportStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.filled} filled, {self.empty} empty, {self.invalid} invalid"
+
+
+class BulkImportNotification(models.Model):
+    """A message to the uploader that an import has finished (shown in the admin)."""
+
+    bulk_import = models.ForeignKey(
+        BulkImport, on_delete=models.CASCADE, related_name="notifications"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("bulk import notification")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.message

@@ -70,6 +70,11 @@ class TenantRun(models.Model):
         default=0, help_text=_("Migrations applied or unapplied in this schema.")
     )
     error = models.TextField(blank=True)
+    backup_path = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text=_("pg_dump file of the schema taken before it was migrated (--backup-dir)."),
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

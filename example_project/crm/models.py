@@ -28,6 +28,7 @@ class Contact(models.Model):
     job_title = models.CharField(max_length=150, blank=True)
     city = models.CharField(max_length=100, blank=True)
     country = models.CharField(max_length=100, blank=True)
+    birthday = models.DateField(null=True, blank=True)
     company = models.ForeignKey(
         Company, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
     )
