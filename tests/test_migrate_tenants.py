@@ -130,10 +130,12 @@ def test_plan_lists_pending_migrations_grouped_and_applies_nothing(
 def test_rolls_back_an_app_to_zero_and_forward_again(make_tenant: Callable) -> None:
     schema_name = make_tenant().schema_name
 
+    crm_migrations = {name for app_label, name in applied_in(schema_name) if app_label == "crm"}
+
     result = run_command("migrate_tenants", "crm", "zero", tenants=[schema_name])
 
     assert result.exit_code == 0, result.stderr
-    assert f"{schema_name}: unapplied 1 migration(s)" in result.stdout
+    assert f"{schema_name}: unapplied {len(crm_migrations)} migration(s)" in result.stdout
     assert not table_exists(schema_name, "crm_contact")
     assert ("crm", "0001_initial") not in applied_in(schema_name)
     record = MigrationRecord.objects.filter(schema_name=schema_name).latest("started_at")
