@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate.executor import SchemaOutcome
@@ -14,6 +16,7 @@ from tenant_migrate.selection import (
     add_tenant_selection_arguments,
     select_tenant_schemas,
 )
+from tenant_migrate.sql import MigrationSQL, collect_group_sql
 
 
 class Command(BaseCommand):
@@ -38,6 +41,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Show each tenant's pending migrations, grouped by identical plan, and apply "
             "nothing.",
+        )
+        parser.add_argument(
+            "--sql",
+            action="store_true",
+            help="With --plan, also print the SQL each group's plan would run (as sqlmigrate "
+            "does); RunPython steps show as not SQL.",
         )
         parser.add_argument(
             "--check",
@@ -77,6 +86,7 @@ class Command(BaseCommand):
         tenants: list[str],
         exclude: list[str],
         plan: bool,
+        sql: bool,
         check_unapplied: bool,
         fail_fast: bool,
         parallel: int,
@@ -88,6 +98,8 @@ class Command(BaseCommand):
         self.verbosity = verbosity
         if parallel < 1:
             raise CommandError("--parallel takes a number of processes, 1 or more.")
+        if sql and not plan:
+            raise CommandError("--sql only goes with --plan: it prints the planned SQL.")
         public = get_public_schema_name()
         try:
             schemas = select_tenant_schemas(tenants, exclude)
@@ -117,7 +129,7 @@ class Command(BaseCommand):
             if plan or check_unapplied:
                 public_groups, groups = runner.plan()
                 if plan:
-                    self._show_plan(public_groups, groups)
+                    self._show_plan(runner, public_groups, groups, sql=sql)
                 pending = sum(
                     len(g.schema_names) for g in public_groups + groups if not g.up_to_date
                 )
@@ -202,7 +214,14 @@ class Command(BaseCommand):
                     f"({migration.duration_ms:.1f} ms)"
                 )
 
-    def _show_plan(self, public_groups: list[SchemaGroup], groups: list[SchemaGroup]) -> None:
+    def _show_plan(
+        self,
+        runner: MigrationRunner,
+        public_groups: list[SchemaGroup],
+        groups: list[SchemaGroup],
+        *,
+        sql: bool,
+    ) -> None:
         for group in public_groups + groups:
             names = ", ".join(group.schema_names)
             if group.error:
@@ -215,6 +234,21 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.MIGRATE_HEADING(f"Planned operations for {count} schema(s) ({names}):")
             )
+            if sql:
+                self._show_sql(collect_group_sql(runner.planner, group))
+                continue
             for migration, backwards in group.plan:
                 label = f"{migration.app_label}.{migration.name}"
                 self.stdout.write(f"  {'Unapply' if backwards else 'Apply'} {label}")
+
+    def _show_sql(self, steps: list[MigrationSQL]) -> None:
+        for step in steps:
+            self.stdout.write(f"  {'Unapply' if step.backwards else 'Apply'} {step.label}")
+            if step.error:
+                self.stdout.write(self.style.ERROR(f"    -- CANNOT BE UNAPPLIED: {step.error}"))
+                continue
+            statements = step.statements
+            if step.atomic and connection.features.can_rollback_ddl:
+                statements = ["BEGIN;", *statements, "COMMIT;"]
+            for statement in statements:
+                self.stdout.write(textwrap.indent(statement, "    "))
