@@ -60,3 +60,10 @@ def run_retention_days() -> int:
     """``TENANT_MIGRATE_RUN_RETENTION_DAYS``: age in days after which ``cleanup_migration_runs``
     deletes finished runs. Default 90 days."""
     return int(getattr(settings, "TENANT_MIGRATE_RUN_RETENTION_DAYS", 90))
+
+
+def pg_dump_path() -> str | None:
+    """``TENANT_MIGRATE_PG_DUMP``: path of the ``pg_dump`` that ``migrate_tenants --backup-dir``
+    runs. Default ``None``: look for one of the server's major version (see
+    ``tenant_migrate.backups.pg_dump_candidates``)."""
+    return getattr(settings, "TENANT_MIGRATE_PG_DUMP", None)

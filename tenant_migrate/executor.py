@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +47,7 @@ class SchemaOutcome:
     error: str = ""
     started_at: datetime = field(default_factory=timezone.now)
     duration_s: float = 0.0
+    backup_path: str = ""  # pg_dump file taken before migrating (--backup-dir)
 
     @property
     def failed(self) -> bool:
@@ -92,6 +94,7 @@ def migrate_schema(
     targets: list[MigrationTarget],
     *,
     fake: bool = False,
+    backup: Callable[[str], str] | None = None,
 ) -> SchemaOutcome:
     """Bring ``schema_name`` to ``targets``; ``plan`` is what the caller's earlier read planned.
 
@@ -101,6 +104,10 @@ def migrate_schema(
     atomic. A migration that hits ``lock_timeout`` is retried (TENANT_MIGRATE_LOCK_TIMEOUT_RETRIES,
     with doubling backoff). Never raises for a failing migration: the failure is in the outcome,
     that migration rolled back, the ones before it kept.
+
+    ``backup(schema_name)``, when given, is called under the lock once the plan is known not to
+    be empty, and returns the path of the backup it made; if it raises, the schema fails and is
+    not migrated.
     """
     outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
     if not plan:
@@ -129,6 +136,13 @@ def migrate_schema(
                     break
                 if not plan:
                     break
+                if backup is not None and not outcome.backup_path:
+                    try:
+                        outcome.backup_path = backup(schema_name)
+                    except Exception as exc:
+                        outcome.status = "failed"
+                        outcome.error = f"Not migrated, the backup failed: {exc}"
+                        break
                 error = _apply_plan(planner, schema_name, applied, plan, targets, fake, outcome)
                 if error is None:
                     outcome.status = "migrated"

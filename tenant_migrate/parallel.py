@@ -8,7 +8,7 @@ schemas' outcomes itself, so progress is visible in the run records while the ru
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -28,6 +28,7 @@ class _WorkerContext:
     targets: list[MigrationTarget]
     fake: bool
     plans: dict[str, Plan]  # Migration objects are not picklable: workers find them here
+    backup: Callable[[str], str] | None = None
 
 
 _context: _WorkerContext | None = None  # set in the parent before forking, inherited by workers
@@ -46,7 +47,12 @@ def _migrate_in_worker(schema_name: str) -> SchemaOutcome:
     records.mark_schema_running(_context.run, schema_name)
     tenant_migration_started.send(_WorkerContext, run_id=_context.run.pk, schema_name=schema_name)
     outcome = migrate_schema(
-        _context.planner, schema_name, plan, _context.targets, fake=_context.fake
+        _context.planner,
+        schema_name,
+        plan,
+        _context.targets,
+        fake=_context.fake,
+        backup=_context.backup,
     )
     records.record_schema_outcome(_context.run, outcome)
     tenant_migration_finished.send(
@@ -65,6 +71,7 @@ def migrate_in_processes(
     processes: int,
     fake: bool,
     fail_fast: bool,
+    backup: Callable[[str], str] | None = None,
 ) -> Iterator[SchemaOutcome]:
     """Yield each ``(schema_name, plan)``'s outcome as workers finish them (not in order).
 
@@ -73,7 +80,7 @@ def migrate_in_processes(
     """
     global _context
     _context = _WorkerContext(
-        planner=planner, run=run, targets=targets, fake=fake, plans=dict(work)
+        planner=planner, run=run, targets=targets, fake=fake, plans=dict(work), backup=backup
     )
     connections.close_all()
     pool = ProcessPoolExecutor(

@@ -117,6 +117,7 @@ def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: b
             "status": outcome.status,
             "migrations_count": sum(1 for m in outcome.migrations if m.succeeded),
             "error": outcome.error,
+            "backup_path": outcome.backup_path,
             "started_at": outcome.started_at,
             "finished_at": timezone.now(),
         },

@@ -32,6 +32,7 @@ class RunRequest:
     fail_fast: bool = False
     processes: int = 1
     executor: str = "serial"
+    backup: Callable[[str], str] | None = None  # dumps a tenant schema before it is migrated
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,7 +144,12 @@ class MigrationRunner:
                         MigrationRunner, run_id=run.pk, schema_name=schema_name
                     )
                     outcome = migrate_schema(
-                        self.planner, schema_name, group.plan, self.targets, fake=self.request.fake
+                        self.planner,
+                        schema_name,
+                        group.plan,
+                        self.targets,
+                        fake=self.request.fake,
+                        backup=self.request.backup,
                     )
                     records.record_schema_outcome(run, outcome)
                     tenant_migration_finished.send(
@@ -177,6 +183,7 @@ class MigrationRunner:
             processes=self.request.processes,
             fake=self.request.fake,
             fail_fast=self.request.fail_fast,
+            backup=self.request.backup,
         ):
             outcomes.append(outcome)
             self.on_outcome(len(outcomes), total, outcome)

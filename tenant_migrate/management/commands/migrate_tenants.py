@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
+from tenant_migrate.backups import BackupError, SchemaBackup
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
 from tenant_migrate.runner import MigrationRunner, RunRequest
@@ -73,6 +75,12 @@ class Command(BaseCommand):
             help="Run a backwards plan even though it contains an irreversible migration.",
         )
         parser.add_argument(
+            "--backup-dir",
+            metavar="DIR",
+            help="Before migrating each tenant schema that has migrations to apply, pg_dump it "
+            "(custom format) into DIR; a tenant whose dump fails is not migrated.",
+        )
+        parser.add_argument(
             "--fake",
             action="store_true",
             help="Mark migrations as run without actually running them.",
@@ -92,6 +100,7 @@ class Command(BaseCommand):
         parallel: int,
         allow_irreversible: bool,
         fake: bool,
+        backup_dir: str | None,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -113,6 +122,9 @@ class Command(BaseCommand):
             fake=fake,
             fail_fast=fail_fast,
             processes=parallel,
+            backup=self._backup(backup_dir)
+            if backup_dir and not (plan or check_unapplied)
+            else None,
             executor="serial" if parallel == 1 else f"parallel:{parallel}",
             arguments={
                 "app_label": app_label,
@@ -122,6 +134,7 @@ class Command(BaseCommand):
                 "fake": fake,
                 "fail_fast": fail_fast,
                 "parallel": parallel,
+                "backup_dir": backup_dir,
             },
         )
         try:
@@ -171,6 +184,12 @@ class Command(BaseCommand):
                 "each tenant stopped."
             )
         self.stdout.write(self.style.SUCCESS(summary))
+
+    def _backup(self, backup_dir: str) -> SchemaBackup:
+        try:
+            return SchemaBackup.for_connection(connection, Path(backup_dir))
+        except BackupError as exc:
+            raise CommandError(f"{exc} Nothing was migrated.") from exc
 
     def _refuse_irreversible(self, runner: MigrationRunner) -> None:
         public_groups, groups = runner.plan()
