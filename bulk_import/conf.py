@@ -24,3 +24,42 @@ def wait_poll_interval() -> float:
     Default 0.5 seconds.
     """
     return float(getattr(settings, "BULK_IMPORT_WAIT_POLL_INTERVAL", 0.5))
+
+
+def soft_time_limit() -> float | None:
+    """``BULK_IMPORT_SOFT_TIME_LIMIT``: Celery soft time limit of one ``run_bulk_import`` task.
+
+    Default 3,000 seconds (50 minutes, below the Redis transport's default visibility timeout of
+    one hour). ``None`` sends the task without a soft time limit. On the limit the import stops
+    at a batch boundary and ends ``failed`` (docs/bulk_import.md, "Time limit").
+    """
+    value = getattr(settings, "BULK_IMPORT_SOFT_TIME_LIMIT", 3000)
+    return None if value is None else float(value)
+
+
+def progress_interval() -> float:
+    """``BULK_IMPORT_PROGRESS_INTERVAL``: longest time a batch gathers rows before it is written.
+
+    Default 2.0 seconds: a batch is written when it has ``BULK_IMPORT_BATCH_SIZE`` rows or when
+    reading and validating its rows took this long, so the committed progress (``processed_rows``,
+    ``rows_per_second``, ``eta_seconds``, ``progress_updated_at``) moves at least this often
+    while rows are validated.
+    """
+    return float(getattr(settings, "BULK_IMPORT_PROGRESS_INTERVAL", 2.0))
+
+
+def lock_wait() -> float:
+    """``BULK_IMPORT_LOCK_WAIT``: how long a task waits for an import another process holds.
+
+    Default 10.0 seconds, enough for PostgreSQL to end the session of a killed worker. After it,
+    the task is retried later (``ImportInProgress``).
+    """
+    return float(getattr(settings, "BULK_IMPORT_LOCK_WAIT", 10.0))
+
+
+def retention_days() -> int:
+    """``BULK_IMPORT_RETENTION_DAYS``: default age for ``cleanup_bulk_imports``.
+
+    Default 90 days; finished imports older than this are deleted with their records and files.
+    """
+    return int(getattr(settings, "BULK_IMPORT_RETENTION_DAYS", 90))

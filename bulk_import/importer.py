@@ -13,6 +13,7 @@ after the last committed batch instead of importing rows twice.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from itertools import islice
 from pathlib import PurePath
 from typing import IO, Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps
 from django.core.files import File
 from django.db import (
@@ -45,7 +47,7 @@ from bulk_import.models import (
 )
 from bulk_import.readers import ImportFileError, Row, open_reader
 from bulk_import.signals import bulk_import_finished
-from bulk_import.validation import CleanRow, RowError, RowValidator
+from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
 
 logger = logging.getLogger(__name__)
 
@@ -101,41 +103,84 @@ def create_bulk_import(
     return record
 
 
-def run_import(bulk_import_id: int) -> BulkImport:
+class ImportInProgress(Exception):
+    """Another process holds the import's lock (it is running it, or its session is ending)."""
+
+
+def run_import(
+    bulk_import_id: int,
+    *,
+    task_id: str = "",
+    lock_wait: float = 0.0,
+    time_limit: float | None = None,
+) -> BulkImport:
     """Import the file of the BulkImport ``bulk_import_id`` in the current schema; return it.
 
-    The record ends ``succeeded`` (every row counted as created, updated, skipped or error) or
-    ``failed`` with ``failure_reason`` when the file cannot be imported at all. A record that is
-    already finished, or being run by another process, is returned untouched. Database errors
-    propagate (the task retries them and resumes); any other unexpected exception marks the import
-    failed and propagates.
+    The record ends ``succeeded`` (every row counted as created, updated, skipped or error),
+    ``cancelled`` (``cancel_requested`` was seen before a batch; the rows before it are kept), or
+    ``failed`` with ``failure_reason`` when the file cannot be imported at all or the Celery soft
+    time limit (``time_limit`` seconds, only used in that reason) stopped it. A record that is
+    already finished is returned untouched. ``task_id`` is stored on the record.
+
+    Waits up to ``lock_wait`` seconds for another process's session lock on the import, then
+    raises ImportInProgress. Database errors propagate (the task retries them and resumes); any
+    other unexpected exception marks the import failed and propagates.
     """
     lock_key = (zlib.crc32(connection.schema_name.encode()) - 2**31, bulk_import_id)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key)
-        (locked,) = cursor.fetchone()
-    if not locked:
-        logger.info("Bulk import %s is being run by another process.", bulk_import_id)
-        return BulkImport.objects.get(pk=bulk_import_id)
-    try:
-        return _run_locked(bulk_import_id)
-    finally:
+    deadline = time.monotonic() + lock_wait
+    while True:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key)
+            (locked,) = cursor.fetchone()
+        if locked:
+            break
+        if time.monotonic() >= deadline:
+            raise ImportInProgress(f"Bulk import {bulk_import_id} is being run by another process.")
+        time.sleep(0.2)
+    try:
+        return _run_locked(bulk_import_id, task_id, time_limit)
+    finally:
+        _unlock(lock_key)
 
 
-def _run_locked(bulk_import_id: int) -> BulkImport:
+def _unlock(lock_key: tuple[int, int]) -> None:
+    if connection.connection is None:
+        return  # the session, and its lock, ended (connection dropped after a time limit)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key)
+
+
+def _run_locked(bulk_import_id: int, task_id: str, time_limit: float | None) -> BulkImport:
     record = BulkImport.objects.get(pk=bulk_import_id)
     if record.status in FINISHED_STATUSES:
+        return record
+    if task_id and record.task_id != task_id:
+        record.task_id = task_id
+        record.save(update_fields=["task_id"])
+    if record.cancel_requested:
+        _finish(record, BulkImport.Status.CANCELLED, _cancelled_reason(record))
         return record
     if record.status == BulkImport.Status.PENDING:
         record.status = BulkImport.Status.RUNNING
         record.started_at = timezone.now()
         record.save(update_fields=["status", "started_at"])
+    importer = ContactImporter(record)
     try:
-        ContactImporter(record).run()
+        importer.run()
     except ImportFileError as exc:
         _finish(record, BulkImport.Status.FAILED, str(exc))
+    except SoftTimeLimitExceeded:
+        _drop_broken_connection()
+        record.refresh_from_db()
+        limit = f" of {time_limit:g} s" if time_limit else ""
+        _finish(
+            record,
+            BulkImport.Status.FAILED,
+            f"Stopped by the Celery soft time limit{limit} (BULK_IMPORT_SOFT_TIME_LIMIT) after "
+            f"{record.processed_rows} of {record.total_rows or '?'} rows; those rows were "
+            "imported. Raise the limit, or import the file again: the rows already imported are "
+            "then skipped as duplicates.",
+        )
     except (OperationalError, InterfaceError):
         raise  # the database went away: the task retries and resumes after the last batch
     except Exception as exc:
@@ -143,19 +188,61 @@ def _run_locked(bulk_import_id: int) -> BulkImport:
         _finish(record, BulkImport.Status.FAILED, f"Unexpected error: {exc!r}.")
         raise
     else:
-        _finish(record, BulkImport.Status.SUCCEEDED, "")
+        if importer.cancelled:
+            record.refresh_from_db()
+            _finish(record, BulkImport.Status.CANCELLED, _cancelled_reason(record))
+        else:
+            _finish(record, BulkImport.Status.SUCCEEDED, "")
     return record
 
 
+def _cancelled_reason(record: BulkImport) -> str:
+    if not record.processed_rows:
+        return "Cancelled on request before any row was imported."
+    return (
+        f"Cancelled on request after {record.processed_rows} of {record.total_rows or '?'} rows; "
+        "those rows were kept."
+    )
+
+
+def _drop_broken_connection() -> None:
+    """Close the connection when an exception raised mid-query left it unusable."""
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
+
+
 def _finish(record: BulkImport, status: str, failure_reason: str) -> None:
+    """Mark ``record`` finished and send ``bulk_import_finished`` in the same transaction.
+
+    The row lock makes this happen once per import: a redelivered task that finds the import
+    finished does not send the signal again, and a worker killed before the commit leaves
+    neither the status nor the receivers' writes behind (the redelivered task finishes it).
+    """
+    with transaction.atomic():
+        current = BulkImport.objects.select_for_update().get(pk=record.pk)
+        if current.status not in FINISHED_STATUSES:
+            current.status = status
+            current.failure_reason = failure_reason
+            current.finished_at = timezone.now()
+            if current.started_at:
+                current.processing_seconds = (
+                    current.finished_at - current.started_at
+                ).total_seconds()
+            if status != BulkImport.Status.SUCCEEDED:
+                current.eta_seconds = None
+            else:
+                current.eta_seconds = 0.0
+            current.save(
+                update_fields=[
+                    "status",
+                    "failure_reason",
+                    "finished_at",
+                    "processing_seconds",
+                    "eta_seconds",
+                ]
+            )
+            bulk_import_finished.send(sender=BulkImport, bulk_import=current)
     record.refresh_from_db()
-    record.status = status
-    record.failure_reason = failure_reason
-    record.finished_at = timezone.now()
-    if record.started_at:
-        record.processing_seconds = (record.finished_at - record.started_at).total_seconds()
-    record.save(update_fields=["status", "failure_reason", "finished_at", "processing_seconds"])
-    bulk_import_finished.send(sender=BulkImport, bulk_import=record)
 
 
 @dataclass
@@ -200,6 +287,9 @@ class ContactImporter:
         self.max_lengths = max_lengths
         self.has_extra = any(f.name == "extra" for f in opts.concrete_fields)
         self.stats: dict[str, FieldCounts] = {}
+        self.progress = Progress(record.processed_rows)
+        #: True once a batch saw ``cancel_requested``; the rows up to that batch are kept.
+        self.cancelled = False
 
     def run(self) -> None:
         with self.record.file.open("rb") as fh:
@@ -212,12 +302,15 @@ class ContactImporter:
                 if not total:
                     raise ImportFileError("The file has a header row but no data rows.")
                 BulkImport.objects.filter(pk=self.record.pk).update(total_rows=total)
+                self.progress.total = total
                 self.validator = RowValidator(mapping, self.max_lengths)
                 self.stats = {name: FieldCounts() for name in mapping.fields}
                 self.stats.update(self._saved_stats())
                 rows = islice(reader.rows(), self.record.processed_rows, None)
-                for batch in _batched(rows, conf.batch_size()):
+                for batch in self._checked_batches(rows):
                     self._import_batch(batch)
+                    if self.cancelled:
+                        break
             finally:
                 reader.close()
         self._save_distinct_counts()
@@ -229,8 +322,23 @@ class ContactImporter:
             for stat in BulkImportStats.objects.filter(bulk_import=self.record)
         }
 
-    def _import_batch(self, rows: list[Row]) -> None:
-        checks = [self.validator.check(number, raw) for number, raw in rows]
+    def _checked_batches(self, rows: Iterable[Row]) -> Iterator[list[RowCheck]]:
+        """Validate ``rows`` into batches of ``BULK_IMPORT_BATCH_SIZE`` checks; a batch is cut
+        short when gathering it took ``BULK_IMPORT_PROGRESS_INTERVAL`` seconds, so that progress
+        is committed at least that often."""
+        size, interval = conf.batch_size(), conf.progress_interval()
+        batch: list[RowCheck] = []
+        started = time.monotonic()
+        for number, raw in rows:
+            batch.append(self.validator.check(number, raw))
+            if len(batch) >= size or time.monotonic() - started >= interval:
+                yield batch
+                batch = []
+                started = time.monotonic()
+        if batch:
+            yield batch
+
+    def _import_batch(self, checks: list[RowCheck]) -> None:
         batch_stats = {name: FieldCounts() for name in self.stats}
         for check in checks:
             for name, counts in batch_stats.items():
@@ -245,12 +353,13 @@ class ContactImporter:
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
-                    self._write_batch(len(rows), clean, rejected, batch_stats)
+                    self._write_batch(len(checks), clean, rejected, batch_stats)
                 break
             except IntegrityError:
                 if attempt == BATCH_ATTEMPTS:
                     raise
                 logger.info("Batch of import %s met a concurrent import; retrying.", self.record.pk)
+        self.progress.advance(len(checks))
         for name, counts in batch_stats.items():
             total = self.stats[name]
             total.filled += counts.filled
@@ -297,12 +406,19 @@ class ContactImporter:
         )
         BulkImportError.objects.bulk_create(outcome.errors)
         self._save_stats(batch_stats)
-        BulkImport.objects.filter(pk=self.record.pk).update(
-            processed_rows=F("processed_rows") + row_count,
-            created_count=F("created_count") + len(outcome.contacts),
-            skipped_count=F("skipped_count") + outcome.skipped,
-            error_count=F("error_count") + outcome.error_count,
-        )
+        counters = {
+            "processed_rows": F("processed_rows") + row_count,
+            "created_count": F("created_count") + len(outcome.contacts),
+            "skipped_count": F("skipped_count") + outcome.skipped,
+            "error_count": F("error_count") + outcome.error_count,
+            **self.progress.fields(row_count),
+        }
+        # The checkpoint, committed with the batch. Matching no row means that cancel_requested
+        # was set: the batch is kept and the import stops after it (no extra query per batch).
+        record = BulkImport.objects.filter(pk=self.record.pk)
+        if not record.filter(cancel_requested=False).update(**counters):
+            record.update(**counters)
+            self.cancelled = True
 
     def _contact(self, row: CleanRow, company_id: int | None) -> models.Model:
         values: dict[str, Any] = {
@@ -428,7 +544,28 @@ class ContactImporter:
             )
 
 
-def _batched(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    iterator = iter(rows)
-    while batch := list(islice(iterator, size)):
-        yield batch
+class Progress:
+    """Throughput and time left of one run of an import (since it started or resumed)."""
+
+    def __init__(self, processed: int, total: int | None = None) -> None:
+        self.started = time.monotonic()
+        self.first_processed = processed
+        self.processed = processed
+        self.total = total
+
+    def fields(self, batch_rows: int) -> dict[str, Any]:
+        """BulkImport fields once a batch of ``batch_rows`` more rows is committed.
+
+        ``rows_per_second`` is the rows of this run over its wall time; ``eta_seconds`` the rows
+        left of ``total_rows`` at that rate (``None`` while either is unknown).
+        """
+        processed = self.processed + batch_rows
+        elapsed = time.monotonic() - self.started
+        rate = (processed - self.first_processed) / elapsed if elapsed > 0 else None
+        eta = None
+        if rate and self.total is not None:
+            eta = max(self.total - processed, 0) / rate
+        return {"rows_per_second": rate, "eta_seconds": eta, "progress_updated_at": timezone.now()}
+
+    def advance(self, batch_rows: int) -> None:
+        self.processed += batch_rows

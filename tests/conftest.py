@@ -117,20 +117,29 @@ def make_tenant() -> Iterator[Callable[..., object]]:
         tenant.delete(force_drop=True)
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``celery worker`` process (prefork, 2 processes) on the configured broker."""
-    env = child_process_environment()
-    log_path = Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log"
+def start_celery_worker(
+    log_path: Path,
+    *,
+    queue: str | None = None,
+    concurrency: int = 2,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a real ``celery worker`` (prefork) on the configured broker; return once it is ready.
+
+    ``queue`` defaults to the test session's queue; ``env`` adds environment variables (read by
+    tests/settings.py). The worker leads its own process group, so a test can kill it with its
+    pool processes (``os.killpg``).
+    """
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "example_project", "worker",
-                "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO",
-                "--queues", os.environ["CELERY_TASK_DEFAULT_QUEUE"], "--without-gossip",
+                "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+                "--queues", queue or os.environ["CELERY_TASK_DEFAULT_QUEUE"], "--without-gossip",
                 "--without-mingle", "--without-heartbeat",
             ],
-            cwd=EXAMPLE_PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=EXAMPLE_PROJECT, env={**child_process_environment(), **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while b"ready." not in log_path.read_bytes():
@@ -138,12 +147,27 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[by
             process.kill()
             raise RuntimeError(f"Celery worker did not start:\n{log_path.read_text()}")
         time.sleep(0.2)
-    yield process
+    return process
+
+
+def stop_celery_worker(process: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown (SIGTERM), killing the worker's process group after 30 s."""
+    if process.poll() is not None:
+        return
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process (prefork, 2 processes) on the configured broker."""
+    process = start_celery_worker(Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log")
+    yield process
+    stop_celery_worker(process)
 
 
 @pytest.fixture

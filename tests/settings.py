@@ -18,3 +18,18 @@ if os.environ.get("TEST_WORKER_DATABASE_NAME"):
     DATABASES["default"]["NAME"] = os.environ["TEST_WORKER_DATABASE_NAME"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A test's own worker (tests.conftest.start_celery_worker) may get smaller batches.
+if os.environ.get("TEST_BULK_IMPORT_BATCH_SIZE"):
+    BULK_IMPORT_BATCH_SIZE = int(os.environ["TEST_BULK_IMPORT_BATCH_SIZE"])
+
+if CELERY_BROKER_URL.startswith("redis"):  # noqa: F405
+    # Redis gives a killed worker's unacknowledged import to a worker again after 45 s (not an
+    # hour) and looks for such messages every second; imports stop at 40 s, below it
+    # (bulk_import.W001), so a running import is not delivered twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 45,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+    BULK_IMPORT_SOFT_TIME_LIMIT = 40

@@ -8,6 +8,8 @@ defaults used when the first two are unset.
 import os
 from pathlib import Path
 
+from celery.schedules import crontab
+
 from example_project.services import celery_broker_settings, database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -86,13 +88,32 @@ MEDIA_URL = "media/"
 
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker_settings()
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# A task's message is acknowledged when the task returns, and requeued when its pool process dies.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Bulk imports stop at this Celery soft time limit (seconds)...
+BULK_IMPORT_SOFT_TIME_LIMIT = 3000
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # ...which must stay below Redis' visibility timeout: Redis hands an unacknowledged message
+    # (its worker was killed) to a worker again this many seconds after it was delivered, and also
+    # the message of a task still running after that long. bulk_import.W001 checks the two agree.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
+    }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 BULK_IMPORT_CONTACT_MODEL = "crm.Contact"
+
+# Run with `celery -A example_project beat` (or `worker --beat`): every night, delete finished
+# imports older than BULK_IMPORT_RETENTION_DAYS (default 90) in every tenant schema.
+CELERY_BEAT_SCHEDULE = {
+    "bulk-import-cleanup": {
+        "task": "bulk_import.tasks.cleanup_bulk_imports",
+        "schedule": crontab(hour=3, minute=30),
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ from django_tenants.utils import get_public_schema_name, get_tenant_model, schem
 
 from bulk_import import conf
 from bulk_import.importer import FINISHED_STATUSES, create_bulk_import, run_import
+from bulk_import.lifecycle import cancel_bulk_import
 from bulk_import.models import BulkImport, ErrorType
 from bulk_import.readers import ImportFileError
 from bulk_import.tasks import enqueue_bulk_import
@@ -23,7 +24,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
-            "path", help="The CSV (comma, semicolon, tab or | separated) or XLSX file to import."
+            "path",
+            nargs="?",
+            help="The CSV (comma, semicolon, tab or | separated) or XLSX file to import.",
         )
         parser.add_argument(
             "--tenant",
@@ -48,6 +51,13 @@ class Command(BaseCommand):
             help="Text encoding of a CSV file (e.g. cp1252), when detection guesses wrong.",
         )
         parser.add_argument(
+            "--cancel",
+            type=int,
+            metavar="ID",
+            help="Instead of importing a file, stop the import ID of the tenant after its current "
+            "batch (rows so far are kept); with --wait, until it has stopped.",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=None,
@@ -57,14 +67,23 @@ class Command(BaseCommand):
     def handle(
         self,
         *,
-        path: str,
+        path: str | None,
         tenant: str,
+        cancel: int | None,
         wait: bool,
         sync: bool,
         timeout: float | None,
         encoding: str | None,
         **options: Any,
     ) -> None:
+        if cancel is not None:
+            if path or sync:
+                raise CommandError("--cancel ID takes no file and no --sync.")
+            self._check_tenant(tenant)
+            self._cancel(tenant, cancel, wait, timeout)
+            return
+        if not path:
+            raise CommandError("Name the file to import (or --cancel ID).")
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"No file at {path!r}.")
@@ -94,6 +113,27 @@ class Command(BaseCommand):
                 )
                 return
             self._report(record, tenant)
+
+    def _cancel(self, tenant: str, bulk_import_id: int, wait: bool, timeout: float | None) -> None:
+        with schema_context(tenant):
+            try:
+                record = cancel_bulk_import(bulk_import_id)
+            except BulkImport.DoesNotExist:
+                raise CommandError(
+                    f"Tenant {tenant} has no import {bulk_import_id}; see the admin's bulk imports."
+                ) from None
+            if record.status in FINISHED_STATUSES and record.status != BulkImport.Status.CANCELLED:
+                raise CommandError(
+                    f"Import {bulk_import_id} is already {record.status}; nothing to cancel."
+                )
+            if wait:
+                record = self._wait(record, timeout)
+                self.stdout.write(f"Import {record.pk} is {record.status}. {record.failure_reason}")
+            else:
+                self.stdout.write(
+                    f"Cancel requested for import {record.pk} ({record.status}); it stops after "
+                    "its current batch, or when a worker picks it up."
+                )
 
     def _check_tenant(self, schema_name: str) -> None:
         if schema_name == get_public_schema_name():
@@ -143,6 +183,11 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Could not import {record.original_name} into tenant {tenant}: "
                 f"{record.failure_reason}"
+            )
+        if record.status == BulkImport.Status.CANCELLED:
+            raise CommandError(
+                f"Import {record.pk} of {record.original_name} into tenant {tenant} was "
+                f"cancelled: {record.failure_reason}"
             )
         self.stdout.write(
             f"Imported {record.original_name} into tenant {tenant}: "
