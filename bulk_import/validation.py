@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from email_validator import EmailNotValidError, validate_email
-
+from bulk_import.emails import EmailNotValidError, normalize_email
 from bulk_import.mapping import FULL_NAME, ColumnMapping
 from bulk_import.models import ErrorType
 
@@ -87,9 +86,7 @@ class RowValidator:
             )
         if values.get("email"):
             try:
-                values["email"] = validate_email(
-                    values["email"], check_deliverability=False
-                ).normalized
+                values["email"] = normalize_email(values["email"])
             except EmailNotValidError as exc:
                 problems.append(
                     (ErrorType.INVALID_EMAIL, "email", f"{values['email']!r} is invalid: {exc}")
