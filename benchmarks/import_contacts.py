@@ -1,0 +1,724 @@
+#!/usr/bin/env python
+"""Benchmark bulk_import against django-import-export and raw COPY, on the same contacts file.
+
+Usage (from the repository root, in a virtualenv with ``pip install -e ".[benchmark]"``)::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
+        python benchmarks/import_contacts.py [--rows 100000] [--xlsx] [--rss-rows 1000000]
+
+``DATABASE_URL`` names a PostgreSQL server (any database on it) where the script may create and
+drop a database called ``bench_import_<pid>``. ``CELERY_BROKER_URL`` is optional: without it the
+Celery run goes through the example project's filesystem broker in the temporary directory.
+Nothing is written to the repository: the example project is copied to a temporary directory.
+
+The input is built at run time from ``../shared/data/contacts/datablist/leads-10000.csv`` (beside
+the repository; not part of it): its records repeated until ``--rows`` data rows, each repetition
+with its own e-mails (``local.<n>@domain``) so every good row is a new contact, and a known share
+of bad rows drawn with a fixed seed: invalid e-mails, rows with neither name nor e-mail, and
+repeats of an earlier row (duplicates in the file). Every contender imports that file (or its first
+``--ie-rows`` rows) into ``crm.Contact`` of a tenant schema of its own:
+
+- django-import-export with its defaults (one transaction, a ``save()`` per row) plus
+  ``clean_model_instances = True`` so that rows are validated (``full_clean``, which also checks
+  the unique e-mail constraint with a query per row), and the same with ``use_bulk = True``. At
+  a few hundred rows/s, these run on the first ``--ie-rows`` rows (default 5,000) only.
+- ours: ``run_import`` in the process (as ``import_contacts --sync``), and the Celery task in a
+  real worker (``--pool solo``), timed from ``create_bulk_import`` to the finished record.
+- raw COPY: the good rows, prepared beforehand as COPY text, streamed into ``crm_contact`` with
+  psycopg's ``copy``: no parsing, no validation, no records. The physical limit.
+
+Each contender runs as a subprocess of its own; its time excludes Python and Django start-up
+(measured inside the subprocess around the import), its peak RSS is the subprocess' maximum
+resident set (``os.wait4``), for the Celery run the worker's. After each of our runs the accounting
+is checked in the database: created + updated + skipped + errors = data rows, contacts and success
+records = created, error records = skipped + errors, and each count equals the file's known
+shares. ``--xlsx`` also imports the same rows from an XLSX file (written with openpyxl; read by
+whichever reader bulk_import uses for XLSX), ``--rss-rows N`` imports an N-row CSV to check that
+peak memory stays flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_PROJECT = REPO / "example_project"
+SOURCE_FILE = REPO.parent / "shared" / "data" / "contacts" / "datablist" / "leads-10000.csv"
+TENANT_PREFIX = "bimp"
+RESULT_MARK = "BENCH_RESULT "
+SEED = 20240611
+#: Shares of bad rows (per data row, drawn with SEED).
+INVALID_EMAIL_SHARE = 0.02
+MISSING_REQUIRED_SHARE = 0.01
+DUPLICATE_SHARE = 0.02
+INVALID_EMAILS = (
+    "{local}.at.{domain}",  # no @
+    "{local}@{domain}@x.com",  # two @
+    "{local}@localhost",  # no dot in the domain
+    "{local}@example.invalid",  # special-use domain
+    "{local} {local}@{domain}",  # space in the local part
+)
+BENCH_SETTINGS = '''\
+"""Benchmark settings: the example project's, quiet."""
+
+from example_project.settings import *  # noqa: F403
+
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}
+'''
+COPY_COLUMNS = (
+    "first_name", "last_name", "email", "phone", "job_title", "city", "country", "extra",
+    "created_at", "updated_at",
+)  # fmt: skip
+
+
+# -- input files --------------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    """What a built file holds: its data rows and how many of each kind."""
+
+    rows: int = 0
+    good: int = 0
+    invalid_email: int = 0
+    missing_required: int = 0
+    duplicate_in_file: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.invalid_email + self.missing_required
+
+
+def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
+    """Yield ``(kind, record)`` for ``rows`` data rows built from the leads file (see module doc).
+
+    ``kind`` is ``good``, ``invalid_email``, ``missing_required`` or ``duplicate_in_file``.
+    """
+    with SOURCE_FILE.open(newline="", encoding="utf-8") as source:
+        reader = csv.reader(source)
+        header = next(reader)
+        records = list(reader)
+    email_1, email_2 = header.index("Email 1"), header.index("Email 2")
+    names = header.index("First Name"), header.index("Last Name")
+    index = header.index("Index")
+    rng = random.Random(SEED)
+    recent_good: list[list[str]] = []
+    for number in range(rows):
+        record = list(records[number % len(records)])
+        repetition = number // len(records)
+        record[index] = str(number + 1)
+        for column in (email_1, email_2):
+            local, _, domain = record[column].partition("@")
+            if repetition:
+                record[column] = f"{local}.{repetition}@{domain}"
+        draw = rng.random()
+        if draw < INVALID_EMAIL_SHARE:
+            local, _, domain = record[email_1].partition("@")
+            pattern = INVALID_EMAILS[number % len(INVALID_EMAILS)]
+            record[email_1] = pattern.format(local=local, domain=domain)
+            yield "invalid_email", record
+        elif draw < INVALID_EMAIL_SHARE + MISSING_REQUIRED_SHARE:
+            for column in (*names, email_1, email_2):
+                record[column] = ""
+            yield "missing_required", record
+        elif draw < INVALID_EMAIL_SHARE + MISSING_REQUIRED_SHARE + DUPLICATE_SHARE and recent_good:
+            duplicate = list(rng.choice(recent_good))
+            duplicate[index] = str(number + 1)
+            yield "duplicate_in_file", duplicate
+        else:
+            recent_good.append(record)
+            if len(recent_good) > 1000:
+                del recent_good[: len(recent_good) - 1000]
+            yield "good", record
+
+
+def source_header() -> list[str]:
+    with SOURCE_FILE.open(newline="", encoding="utf-8") as source:
+        return next(csv.reader(source))
+
+
+def build_csv(path: Path, rows: int, copy_path: Path | None = None) -> Manifest:
+    """Write ``rows`` data rows to ``path``; with ``copy_path``, the good rows as COPY text too."""
+    header = source_header()
+    column = {name: header.index(name) for name in header}
+    mapped = {"First Name", "Last Name", "Email 1", "Phone 1", "Company"}
+    extra_columns = [name for name in header if name not in mapped]
+    manifest = Manifest()
+    now = "2024-06-11 12:00:00+00"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        copy_file = copy_path.open("w", encoding="utf-8") if copy_path else None
+        try:
+            for kind, record in generate_records(rows):
+                writer.writerow(record)
+                manifest.rows += 1
+                if kind == "good":
+                    manifest.good += 1
+                else:
+                    setattr(manifest, kind, getattr(manifest, kind) + 1)
+                if copy_file and kind == "good":
+                    extra = {name: record[column[name]] for name in extra_columns}
+                    values = [
+                        record[column["First Name"]],
+                        record[column["Last Name"]],
+                        record[column["Email 1"]],
+                        record[column["Phone 1"]],
+                        "",
+                        "",
+                        "",
+                        json.dumps(extra),
+                        now,
+                        now,
+                    ]
+                    copy_file.write("\t".join(map(copy_text, values)) + "\n")
+        finally:
+            if copy_file:
+                copy_file.close()
+    return manifest
+
+
+def copy_text(value: str) -> str:
+    """Escape ``value`` for PostgreSQL's COPY text format."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def build_xlsx(csv_path: Path, xlsx_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    with csv_path.open(newline="", encoding="utf-8") as source:
+        for record in csv.reader(source):
+            sheet.append(record)
+    workbook.save(xlsx_path)
+
+
+def head_csv(source: Path, destination: Path, rows: int) -> Path:
+    """Copy the header and the first ``rows`` data rows of ``source`` to ``destination``."""
+    with (
+        source.open(newline="", encoding="utf-8") as src,
+        destination.open("w", newline="", encoding="utf-8") as out,
+    ):
+        writer = csv.writer(out)
+        for number, record in enumerate(csv.reader(src)):
+            if number > rows:
+                break
+            writer.writerow(record)
+    return destination
+
+
+def manifest_of_head(rows: int) -> Manifest:
+    manifest = Manifest()
+    for kind, _ in generate_records(rows):
+        manifest.rows += 1
+        if kind == "good":
+            manifest.good += 1
+        else:
+            setattr(manifest, kind, getattr(manifest, kind) + 1)
+    return manifest
+
+
+# -- the contenders (run in a subprocess each: ``--child``) ---------------------------------------
+
+
+def child_main(contender: str, schema: str, path: str) -> dict[str, Any]:
+    import django
+
+    django.setup()
+    from django_tenants.utils import schema_context
+
+    with schema_context(schema):
+        return CHILDREN[contender](Path(path))
+
+
+def child_ours(path: Path) -> dict[str, Any]:
+    from bulk_import.importer import create_bulk_import, run_import
+
+    started = time.perf_counter()
+    with path.open("rb") as content:
+        record = create_bulk_import(content, path.name)
+    record = run_import(record.pk)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bulk_import_id": record.pk, "status": record.status}
+
+
+def child_celery(path: Path) -> dict[str, Any]:
+    from django.db import connection
+
+    from bulk_import.importer import FINISHED_STATUSES, create_bulk_import
+    from bulk_import.models import BulkImport
+    from bulk_import.tasks import enqueue_bulk_import
+
+    started = time.perf_counter()
+    with path.open("rb") as content:
+        record = create_bulk_import(content, path.name)
+    enqueue_bulk_import(connection.schema_name, record.pk)  # outside a transaction: sent now
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        status = BulkImport.objects.values_list("status", flat=True).get(pk=record.pk)
+        if status in FINISHED_STATUSES:
+            break
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bulk_import_id": record.pk, "status": status}
+
+
+def contact_resource(use_bulk: bool) -> Any:
+    from crm.models import Company, Contact
+    from import_export import fields, resources, widgets
+
+    class ContactResource(resources.ModelResource):
+        first_name = fields.Field(attribute="first_name", column_name="First Name")
+        last_name = fields.Field(attribute="last_name", column_name="Last Name")
+        email = fields.Field(attribute="email", column_name="Email 1")
+        phone = fields.Field(attribute="phone", column_name="Phone 1")
+        company = fields.Field(
+            attribute="company",
+            column_name="Company",
+            widget=widgets.ForeignKeyWidget(Company, field="name"),
+        )
+
+        class Meta:
+            model = Contact
+            fields = ("first_name", "last_name", "email", "phone", "company")
+            clean_model_instances = True
+            force_init_instance = True  # create only, as ours: the file has no id column
+
+    ContactResource._meta.use_bulk = use_bulk
+    return ContactResource()
+
+
+def child_import_export(path: Path, *, use_bulk: bool) -> dict[str, Any]:
+    import tablib
+
+    resource = contact_resource(use_bulk)
+    started = time.perf_counter()
+    dataset = tablib.Dataset().load(path.read_text(encoding="utf-8"), format="csv")
+    result = resource.import_data(dataset, dry_run=False)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "totals": dict(result.totals),
+        "invalid_rows": len(result.invalid_rows),
+        "error_rows": len(result.row_errors()),
+        "base_errors": len(result.base_errors),
+        "first_error": next(
+            (repr(error.error) for _, errors in result.row_errors() for error in errors), ""
+        ),
+    }
+
+
+def child_copy(path: Path) -> dict[str, Any]:
+    from django.db import connection, transaction
+
+    columns = ", ".join(COPY_COLUMNS)
+    started = time.perf_counter()
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        path.open("rb") as source,
+        cursor.cursor.copy(f"COPY crm_contact ({columns}) FROM STDIN") as copy,
+    ):
+        while chunk := source.read(1024 * 1024):
+            copy.write(chunk)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds}
+
+
+CHILDREN = {
+    "ours": child_ours,
+    "celery": child_celery,
+    "ie_default": lambda path: child_import_export(path, use_bulk=False),
+    "ie_bulk": lambda path: child_import_export(path, use_bulk=True),
+    "copy": child_copy,
+}
+
+
+# -- the parent ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    title: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    accounting: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+class Bench:
+    def __init__(self, server_url: str, workdir: Path, broker_url: str | None) -> None:
+        self.server_url = server_url
+        self.workdir = workdir
+        self.database = f"bench_import_{os.getpid()}"
+        self.project = workdir / "project"
+        self.broker_url = broker_url
+        self.queue = f"bench-import-{os.getpid()}"
+        self.run_count = 0
+
+    def url(self, database: str | None = None) -> str:
+        return urlunparse(urlparse(self.server_url)._replace(path=f"/{database or self.database}"))
+
+    def admin(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(statement.encode())
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            return conn.execute(statement.encode(), params).fetchall()
+
+    def env(self) -> dict[str, str]:
+        env = os.environ | {
+            "DATABASE_URL": self.url(),
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": os.pathsep.join([str(self.project), str(REPO)]),
+            "MEDIA_ROOT": str(self.workdir / "media"),
+            "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+            "FILESYSTEM_BROKER_DIR": str(self.workdir / "broker"),
+            "PYTHONWARNINGS": "ignore",
+        }
+        if self.broker_url:
+            env["CELERY_BROKER_URL"] = self.broker_url
+        else:
+            env.pop("CELERY_BROKER_URL", None)
+        return env
+
+    def setup(self, tenants: int) -> None:
+        shutil.copytree(
+            EXAMPLE_PROJECT,
+            self.project,
+            ignore=shutil.ignore_patterns(".pgdata", ".broker", "media", "__pycache__"),
+        )
+        (self.project / "bench_settings.py").write_text(BENCH_SETTINGS)
+        self.admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self.admin(f'CREATE DATABASE "{self.database}"')
+        self.manage("migrate_schemas", "--shared", "--noinput", "-v", "0")
+        self.manage("create_tenants", str(tenants), "--prefix", TENANT_PREFIX, "-v", "0")
+
+    def drop(self) -> None:
+        self.admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=self.project, env=self.env(), check=True
+        )
+
+    def run_child(self, contender: str, schema: str, path: Path) -> tuple[dict[str, Any], float]:
+        """Run one contender in a subprocess; return its result and its peak RSS in MB."""
+        self.run_count += 1
+        log = self.workdir / f"run{self.run_count:02d}_{contender}"
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            contender,
+            schema,
+            str(path),
+        ]
+        with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
+            process = subprocess.Popen(command, cwd=self.project, env=self.env(), stdout=out,
+                                       stderr=err)  # fmt: skip
+            _, status, usage = os.wait4(process.pid, 0)
+        stdout = Path(f"{log}.out").read_text(errors="replace")
+        code = os.waitstatus_to_exitcode(status)
+        lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARK)]
+        if code or not lines:
+            stderr = Path(f"{log}.err").read_text(errors="replace")
+            raise RuntimeError(
+                f"{contender} exited with {code}:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+            )
+        return json.loads(lines[-1][len(RESULT_MARK) :]), usage.ru_maxrss / 1024
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log_path = self.workdir / "celery-worker.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "example_project", "worker",
+                    "--pool", "solo", "--loglevel", "WARNING", "--queues", self.queue,
+                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                ],
+                cwd=self.project, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        time.sleep(1)  # a worker needs no readiness signal: the task waits in the queue meanwhile
+        if process.poll() is not None:
+            raise RuntimeError(f"Celery worker did not start:\n{log_path.read_text()}")
+        return process
+
+    def stop_worker(self, process: subprocess.Popen[bytes]) -> float:
+        """Stop the worker (warm shutdown); return its peak RSS in MB."""
+        process.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(process.pid, 0)
+        return usage.ru_maxrss / 1024
+
+    # -- accounting ------------------------------------------------------------------------------
+
+    def check_ours(self, schema: str, bulk_import_id: int, manifest: Manifest) -> str:
+        """Compare the import's counters, the database and the file's known shares; raise if off."""
+        [(status, total, created, updated, skipped, errors)] = self.query(
+            f"SELECT status, total_rows, created_count, updated_count, skipped_count, error_count "
+            f'FROM "{schema}".bulk_import_bulkimport WHERE id = %s',
+            [bulk_import_id],
+        )
+        [(contacts,)] = self.query(f'SELECT count(*) FROM "{schema}".crm_contact')
+        [(successes,)] = self.query(
+            f'SELECT count(*) FROM "{schema}".bulk_import_bulkimportsuccess '
+            "WHERE bulk_import_id = %s",
+            [bulk_import_id],
+        )
+        by_type = dict(
+            self.query(
+                f'SELECT error_type, count(*) FROM "{schema}".bulk_import_bulkimporterror '
+                "WHERE bulk_import_id = %s GROUP BY error_type",
+                [bulk_import_id],
+            )
+        )
+        expected_types = {
+            key: value
+            for key, value in {
+                "invalid_email": manifest.invalid_email,
+                "missing_required": manifest.missing_required,
+                "duplicate_in_file": manifest.duplicate_in_file,
+            }.items()
+            if value
+        }
+        problems = []
+        if status != "succeeded":
+            problems.append(f"status {status}")
+        if total != manifest.rows:
+            problems.append(f"total_rows {total} != {manifest.rows} data rows")
+        if created + updated + skipped + errors != manifest.rows:
+            problems.append(f"{created}+{updated}+{skipped}+{errors} != {manifest.rows}")
+        if (created, updated) != (manifest.good, 0) or contacts != created or successes != created:
+            problems.append(
+                f"created {created}, updated {updated}, contacts {contacts}, success records "
+                f"{successes}; expected {manifest.good} created"
+            )
+        if (skipped, errors) != (manifest.duplicate_in_file, manifest.errors):
+            problems.append(
+                f"skipped {skipped}, errors {errors}; expected {manifest.duplicate_in_file}, "
+                f"{manifest.errors}"
+            )
+        if by_type != expected_types:
+            problems.append(f"error records {by_type} != {expected_types}")
+        if problems:
+            raise RuntimeError(f"Accounting of {schema} is off: " + "; ".join(problems))
+        return (
+            f"ok: {created} created + {updated} updated + {skipped} skipped + {errors} errors = "
+            f"{manifest.rows} rows; {contacts} contacts, {successes} success records, "
+            f"{sum(by_type.values())} error records in the database"
+        )
+
+    def contacts_in(self, schema: str) -> int:
+        [(contacts,)] = self.query(f'SELECT count(*) FROM "{schema}".crm_contact')
+        return contacts
+
+    def create_companies(self, schema: str, path: Path) -> None:
+        """Companies of ``path``, created beforehand: django-import-export's ForeignKeyWidget
+        looks them up by name and cannot create them."""
+        with path.open(newline="", encoding="utf-8") as source:
+            names = sorted({row["Company"] for row in csv.DictReader(source) if row["Company"]})
+        import psycopg
+
+        with (
+            psycopg.connect(self.url()) as conn,
+            conn.cursor() as cursor,
+            cursor.copy(
+                f'COPY "{schema}".crm_company (name, website, created_at) FROM STDIN'
+            ) as copy,
+        ):
+            for name in names:
+                copy.write_row((name, "", "2024-06-11 12:00:00+00"))
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Result], rows: int) -> str:
+    ours = results.get("ours")
+    lines = [
+        "| contender | rows | seconds | rows/s | peak RSS MB | ours (sync) is | accounting |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, result in results.items():
+        ratio = "-"
+        if ours and key != "ours" and result.rows_per_second:
+            ratio = f"{ours.rows_per_second / result.rows_per_second:.2f}x"
+            if key.startswith("copy"):
+                ratio = f"{ours.rows_per_second / result.rows_per_second:.0%} of it"
+        lines.append(
+            f"| {result.title} | {result.rows:,} | {result.seconds:.2f} | "
+            f"{result.rows_per_second:,.0f} | {result.peak_rss_mb:.0f} | {ratio} | "
+            f"{result.accounting} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="Data rows (default 100,000).")
+    parser.add_argument(
+        "--ie-rows",
+        type=int,
+        default=5_000,
+        help="Rows django-import-export imports: the first N of the file (default 5,000).",
+    )
+    parser.add_argument("--xlsx", action="store_true", help="Also import the rows from XLSX.")
+    parser.add_argument(
+        "--rss-rows",
+        type=int,
+        default=0,
+        help="Also import a file of this many rows (e.g. 1000000) to check peak memory.",
+    )
+    parser.add_argument("--no-celery", action="store_true", help="Skip the Celery worker run.")
+    parser.add_argument(
+        "--no-import-export", action="store_true", help="Skip django-import-export."
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL server URL (default: $DATABASE_URL); bench_import_* is created there.",
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        result = child_main(*options.child)
+        print(RESULT_MARK + json.dumps(result), flush=True)
+        return 0
+    if not options.database_url:
+        parser.error("set DATABASE_URL or pass --database-url")
+    if not SOURCE_FILE.is_file():
+        parser.error(f"{SOURCE_FILE} not found: the benchmark builds its input from it")
+    if not options.no_import_export:
+        try:
+            import import_export  # noqa: F401
+        except ImportError:
+            parser.error('django-import-export is missing: pip install -e ".[benchmark]"')
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_import_contacts_"))
+    bench = Bench(options.database_url, workdir, os.environ.get("CELERY_BROKER_URL"))
+    results: dict[str, Result] = {}
+    try:
+        print(f"Building {options.rows:,} rows from {SOURCE_FILE.name} in {workdir}...", flush=True)
+        big = workdir / "contacts.csv"
+        manifest = build_csv(big, options.rows, workdir / "clean.copy")
+        print(f"  {asdict(manifest)}", flush=True)
+        tenants = ["ours", "celery", "copy", "ie_default", "ie_bulk", "xlsx", "rss"]
+        schema = {key: f"{TENANT_PREFIX}{n}" for n, key in enumerate(tenants, start=1)}
+        print(f"Creating database {bench.database} with {len(tenants)} tenants...", flush=True)
+        bench.setup(len(tenants))
+
+        def ours(key: str, title: str, path: Path, expected: Manifest) -> None:
+            detail, rss = bench.run_child("ours", schema[key], path)
+            accounting = bench.check_ours(schema[key], detail["bulk_import_id"], expected)
+            results[key] = Result(title, expected.rows, detail["seconds"], rss, accounting, detail)
+            print(f"  {title}: {results[key].rows_per_second:,.0f} rows/s, {rss:.0f} MB; "
+                  f"{accounting}", flush=True)  # fmt: skip
+
+        ours("ours", "bulk_import run_import (sync)", big, manifest)
+
+        if not options.no_celery:
+            worker = bench.start_worker()
+            try:
+                detail, _ = bench.run_child("celery", schema["celery"], big)
+            finally:
+                rss = bench.stop_worker(worker)
+            accounting = bench.check_ours(schema["celery"], detail["bulk_import_id"], manifest)
+            results["celery"] = Result(
+                "bulk_import Celery task (worker --pool solo)", manifest.rows,
+                detail["seconds"], rss, accounting, detail,
+            )  # fmt: skip
+            print(f"  Celery: {results['celery'].rows_per_second:,.0f} rows/s; {accounting}")
+
+        detail, rss = bench.run_child("copy", schema["copy"], workdir / "clean.copy")
+        contacts = bench.contacts_in(schema["copy"])
+        results["copy"] = Result(
+            "raw COPY of the good rows into crm_contact", manifest.good, detail["seconds"], rss,
+            f"{contacts} contacts in the database", detail,
+        )  # fmt: skip
+        print(f"  raw COPY: {results['copy'].rows_per_second:,.0f} rows/s", flush=True)
+
+        if not options.no_import_export:
+            sample_rows = min(options.ie_rows, options.rows)
+            sample = head_csv(big, workdir / "sample.csv", sample_rows)
+            sample_manifest = manifest_of_head(sample_rows)
+            for key, title in (
+                ("ie_default", "django-import-export defaults + clean_model_instances"),
+                ("ie_bulk", "django-import-export use_bulk + clean_model_instances"),
+            ):
+                bench.create_companies(schema[key], sample)
+                detail, rss = bench.run_child(key, schema[key], sample)
+                contacts = bench.contacts_in(schema[key])
+                totals = detail["totals"]
+                accounting = (
+                    f"{contacts} contacts in the database ({sample_manifest.good} good rows); "
+                    f"reported new {totals.get('new')}, invalid {detail['invalid_rows']}, "
+                    f"errors {detail['error_rows']} (+{detail['base_errors']} batch errors) "
+                    f"{detail['first_error']}"
+                )
+                results[key] = Result(
+                    f"{title} (first {sample_rows:,} rows)", sample_rows, detail["seconds"], rss,
+                    accounting, detail,
+                )  # fmt: skip
+                print(f"  {title}: {results[key].rows_per_second:,.0f} rows/s; {accounting}",
+                      flush=True)  # fmt: skip
+
+        if options.xlsx:
+            xlsx = workdir / "contacts.xlsx"
+            print("Writing the same rows as XLSX...", flush=True)
+            build_xlsx(big, xlsx)
+            ours("xlsx", "bulk_import run_import (sync), XLSX", xlsx, manifest)
+
+        if options.rss_rows:
+            print(f"Building {options.rss_rows:,} rows for the memory check...", flush=True)
+            huge = workdir / "huge.csv"
+            huge_manifest = build_csv(huge, options.rss_rows)
+            ours("rss", f"bulk_import run_import (sync), {options.rss_rows:,} rows", huge,
+                 huge_manifest)  # fmt: skip
+
+        print()
+        print(report(results, options.rows))
+        print()
+        print(f"Input: {asdict(manifest)}")
+        if not options.no_import_export:
+            print(
+                "django-import-export ran on the first "
+                f"{min(options.ie_rows, options.rows):,} rows only (per-row validation costs a "
+                "query and a save per row); its rows/s is compared as such."
+            )
+        return 0
+    finally:
+        bench.drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
