@@ -29,3 +29,35 @@ def check_django_tenants_configured(app_configs: Any = None, **kwargs: Any) -> l
             )
         )
     return errors
+
+
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes
+# (PostgreSQL docs, "Identifiers and Key Words").
+MAX_IDENTIFIER_BYTES = 63
+
+
+@register()
+def check_required_tables(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    value = getattr(settings, "TENANT_MIGRATE_REQUIRED_TABLES", ())
+    if not isinstance(value, list | tuple | set | frozenset):
+        problem = f"must be a list of table names, not {type(value).__name__}"
+    else:
+        bad = [
+            name
+            for name in value
+            if not isinstance(name, str)
+            or not name
+            or "." in name
+            or len(name.encode()) > MAX_IDENTIFIER_BYTES
+        ]
+        if not bad:
+            return []
+        problem = "has entries that are not table names: " + ", ".join(repr(n) for n in bad)
+    return [
+        Error(
+            f"TENANT_MIGRATE_REQUIRED_TABLES {problem}.",
+            hint='Set it to a list of table names, e.g. ["crm_contact", "reporting_cache"] '
+            f"(each at most {MAX_IDENTIFIER_BYTES} bytes, without a schema).",
+            id="tenant_migrate.E003",
+        )
+    ]

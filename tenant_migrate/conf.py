@@ -67,3 +67,15 @@ def pg_dump_path() -> str | None:
     runs. Default ``None``: look for one of the server's major version (see
     ``tenant_migrate.backups.pg_dump_candidates``)."""
     return getattr(settings, "TENANT_MIGRATE_PG_DUMP", None)
+
+
+def required_tables() -> list[str]:
+    """``TENANT_MIGRATE_REQUIRED_TABLES``: names of tables every tenant schema must have
+    (``verify_tenants`` reports those missing), e.g. tables created by ``RunSQL``. Default empty.
+    Checked by ``tenant_migrate.E003``."""
+    value = getattr(settings, "TENANT_MIGRATE_REQUIRED_TABLES", ())
+    return [name for name in value if isinstance(name, str)] if _is_sequence(value) else []
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, list | tuple | set | frozenset)

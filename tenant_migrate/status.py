@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection
 
 from tenant_migrate import conf
-from tenant_migrate.applied import read_applied_migrations
+from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
 from tenant_migrate.checksums import migration_checksum
 from tenant_migrate.models import MigrationRecord, TenantRun
 from tenant_migrate.planner import TenantPlanner
@@ -32,6 +32,55 @@ class TenantStatus:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self) | {"has_drift": self.has_drift}
+
+
+@dataclass
+class FileDrift:
+    """Applied migrations of one schema whose file is gone, or was edited since it ran."""
+
+    missing_files: list[str] = field(default_factory=list)  # "app_label.name", sorted
+    edited_files: list[str] = field(default_factory=list)
+
+
+def file_drift(
+    planner: TenantPlanner,
+    applied_by_schema: Mapping[str, AppliedMigrations | None],
+    schema_names: Sequence[str],
+) -> dict[str, FileDrift]:
+    """Return a ``FileDrift`` for each of ``schema_names``, in one query for all of them.
+
+    ``applied_by_schema`` is ``read_applied_migrations``' result. A file is missing when an applied
+    migration is not on disk (``planner.loader.disk_migrations``); edited when the SHA-256 of its
+    file differs from the checksum recorded (``MigrationRecord.checksum``) the last time it was
+    applied by a run.
+    """
+    connection.set_schema_to_public()
+    current_checksums = {
+        key: migration_checksum(migration)
+        for key, migration in planner.loader.disk_migrations.items()
+    }
+    result = {
+        name: FileDrift(
+            missing_files=sorted(
+                ".".join(key)
+                for key in applied_by_schema.get(name) or ()
+                if key not in planner.loader.disk_migrations
+            )
+        )
+        for name in schema_names
+    }
+    for record in (
+        MigrationRecord.objects.filter(schema_name__in=schema_names)
+        .exclude(checksum="")
+        .order_by("schema_name", "app_label", "migration_name", "-started_at")
+        .distinct("schema_name", "app_label", "migration_name")
+        .values("schema_name", "app_label", "migration_name", "checksum", "status")
+    ):
+        key = (record["app_label"], record["migration_name"])
+        current = current_checksums.get(key)
+        if record["status"] == "applied" and current and current != record["checksum"]:
+            result[record["schema_name"]].edited_files.append(".".join(key))
+    return result
 
 
 def tenant_statuses(schema_names: Sequence[str]) -> list[TenantStatus]:
@@ -59,23 +108,7 @@ def tenant_statuses(schema_names: Sequence[str]) -> list[TenantStatus]:
         .order_by("schema_name", "-run_id")
         .distinct("schema_name")
     }
-    current_checksums = {
-        key: migration_checksum(migration)
-        for key, migration in planner.loader.disk_migrations.items()
-    }
-    edited: dict[str, list[str]] = {}
-    for record in (
-        MigrationRecord.objects.filter(schema_name__in=schema_names)
-        .exclude(checksum="")
-        .order_by("schema_name", "app_label", "migration_name", "-started_at")
-        .distinct("schema_name", "app_label", "migration_name")
-        .values("schema_name", "app_label", "migration_name", "checksum", "status")
-    ):
-        key = (record["app_label"], record["migration_name"])
-        current = current_checksums.get(key)
-        if record["status"] == "applied" and current and current != record["checksum"]:
-            edited.setdefault(record["schema_name"], []).append(".".join(key))
-
+    drift = file_drift(planner, applied_by_schema, schema_names)
     statuses = []
     for name in schema_names:
         applied = applied_by_schema.get(name) or frozenset()
@@ -88,10 +121,8 @@ def tenant_statuses(schema_names: Sequence[str]) -> list[TenantStatus]:
                 last_run_id=last_run.run_id if last_run else None,
                 last_run_status=last_run.status if last_run else None,
                 last_run_error=last_run.error if last_run else "",
-                missing_files=sorted(
-                    ".".join(key) for key in applied if key not in planner.loader.disk_migrations
-                ),
-                edited_files=edited.get(name, []),
+                missing_files=drift[name].missing_files,
+                edited_files=drift[name].edited_files,
                 plan_error=plan_errors.get(name, ""),
             )
         )
