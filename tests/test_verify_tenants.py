@@ -204,3 +204,17 @@ def test_required_tables_entries_must_be_table_names() -> None:
     [message] = [m for m in checks.run_checks() if m.id == "tenant_migrate.E003"]
 
     assert "'', 'public.crm_contact', 3" in message.msg
+
+
+def test_a_table_whose_many_to_many_table_remains_is_not_recreated(make_tenant: Callable) -> None:
+    schema_name = make_tenant().schema_name
+    execute(f'DROP TABLE "{schema_name}".auth_group CASCADE')  # auth_group_permissions stays
+
+    result = run_command("verify_tenants", tenants=[schema_name], repair=True)
+
+    assert result.exit_code == 1
+    assert "cannot re-create auth_group: its many-to-many table(s) auth_group_permissions" in (
+        result.stdout
+    )
+    assert not table_exists(schema_name, "auth_group")
+    assert TenantRun.objects.get(run=MigrationRun.objects.latest("started_at")).status == "failed"
