@@ -67,7 +67,7 @@ def test_backups_with_parallel_workers(make_tenant: Callable, tmp_path: Path) ->
     assert result.exit_code == 0, result.stdout + result.stderr
     run = MigrationRun.objects.latest("started_at")
     paths = dict(run.tenant_runs.values_list("schema_name", "backup_path"))
-    assert sorted(Path(path).name.split("_2")[0] for path in paths.values()) == schemas
+    assert sorted(Path(path).name.rsplit("_", 1)[0] for path in paths.values()) == schemas
     for schema_name, path in paths.items():
         assert Path(path).parent == tmp_path
         assert f"TABLE {schema_name} crm_contact " in pg_restore("--list", path)
@@ -95,7 +95,7 @@ def test_a_failed_dump_fails_the_tenant_which_is_not_migrated(
     assert failed.backup_path == ""
     assert BIRTHDAY not in applied_in(locked)
     assert BIRTHDAY in applied_in(free)
-    assert [path.name.split("_2")[0] for path in tmp_path.iterdir()] == [free]
+    assert [path.name.rsplit("_", 1)[0] for path in tmp_path.iterdir()] == [free]
     assert (run.migrated_count, run.failed_count) == (1, 1)
 
 
