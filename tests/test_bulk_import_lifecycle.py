@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core import checks
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -168,6 +169,53 @@ def test_import_killed_with_its_worker_process_is_redelivered_and_finished_exact
         again = BulkImport.objects.get(pk=pk)
         assert BulkImportNotification.objects.filter(bulk_import_id=pk).count() == 1
     assert (again.created_count, again.finished_at) == (record.created_count, record.finished_at)
+
+
+def test_import_of_a_worker_killed_as_a_whole_is_finished_by_the_next_worker(
+    tmp_path: Path, make_tenant: MakeTenant
+) -> None:
+    """SIGKILL to the worker's whole process group, then a new worker. Redis gives the
+    unacknowledged message to the new worker once its visibility timeout (45 s in the test
+    settings) has passed; Kombu's filesystem transport loses it, and the documented remedy,
+    sending the task again, is applied."""
+    queue = f"{os.environ['CELERY_TASK_DEFAULT_QUEUE']}-killed-{uuid.uuid4().hex[:6]}"
+    media = Path(os.environ["MEDIA_ROOT"])
+    env = {"TEST_BULK_IMPORT_BATCH_SIZE": str(WORKER_BATCH_SIZE)}
+    rows = 12_000
+    tenant = make_tenant()
+    path = write_big_csv(tmp_path / "big.csv", rows)
+    first = start_celery_worker(media / f"{queue}-1.log", queue=queue, concurrency=1, env=env)
+    try:
+        pk = queue_import(tenant, path, queue)
+        running = wait_for(tenant, pk, lambda r: r.processed_rows >= 1500 or finished(r))
+        assert running.status == BulkImport.Status.RUNNING, "the import ended before the kill"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        stop_celery_worker(first)
+    time.sleep(1)
+    with schema_context(tenant.schema_name):
+        at_kill = BulkImport.objects.get(pk=pk)
+    assert at_kill.status == BulkImport.Status.RUNNING
+    assert at_kill.processed_rows < rows
+
+    second_log = media / f"{queue}-2.log"
+    second = start_celery_worker(second_log, queue=queue, concurrency=1, env=env)
+    try:
+        if not settings.CELERY_BROKER_URL.startswith("redis"):
+            run_bulk_import.apply_async((tenant.schema_name, pk), queue=queue)
+        record = wait_for(tenant, pk, finished)
+    finally:
+        stop_celery_worker(second)
+
+    assert record.status == BulkImport.Status.SUCCEEDED, record.failure_reason
+    assert_every_row_once(tenant, record, rows)
+    assert record.processed_rows - at_kill.processed_rows > 0  # the second worker did the rest
+    if settings.CELERY_BROKER_URL.startswith("redis"):
+        # The very message of the killed worker, restored by Redis.
+        assert f"run_bulk_import[{record.task_id}] succeeded" in second_log.read_text()
+    with schema_context(tenant.schema_name):
+        assert BulkImportNotification.objects.filter(bulk_import_id=pk).count() == 1
 
 
 def test_running_import_is_cancelled_by_the_command_and_keeps_its_rows(
@@ -456,3 +504,27 @@ def test_summary_per_tenant_and_user(
     by_tenant = {entry["tenant"]: entry for entry in data}
     assert by_tenant[other.schema_name]["total"]["created"] == 77
     assert by_tenant[tenant.schema_name]["users"][1] == {"user": "alice", **alice_totals.as_dict()}
+
+
+def test_soft_time_limit_above_the_redis_visibility_timeout_is_reported() -> None:
+    from celery import current_app
+
+    conf = current_app.conf
+    saved = (conf.broker_url, conf.broker_transport_options)
+    try:
+        conf.broker_url = "redis://127.0.0.1:6379/0"
+        conf.broker_transport_options = {"visibility_timeout": 600}
+        with override_settings(BULK_IMPORT_SOFT_TIME_LIMIT=900):
+            too_long = [m for m in checks.run_checks() if m.id == "bulk_import.W001"]
+        with override_settings(BULK_IMPORT_SOFT_TIME_LIMIT=500):
+            below = [m for m in checks.run_checks() if m.id == "bulk_import.W001"]
+        conf.broker_transport_options = {}
+        with override_settings(BULK_IMPORT_SOFT_TIME_LIMIT=None):
+            no_limit = [m for m in checks.run_checks() if m.id == "bulk_import.W001"]
+    finally:
+        conf.broker_url, conf.broker_transport_options = saved
+
+    assert "BULK_IMPORT_SOFT_TIME_LIMIT is 900 s, not below" in too_long[0].msg
+    assert "visibility_timeout of 600 s" in too_long[0].msg
+    assert below == []
+    assert "None (no limit)" in no_limit[0].msg and "3600 s" in no_limit[0].msg
