@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
+from tenant_migrate import conf
+
 
 @register()
 def check_django_tenants_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -59,5 +61,19 @@ def check_required_tables(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             hint='Set it to a list of table names, e.g. ["crm_contact", "reporting_cache"] '
             f"(each at most {MAX_IDENTIFIER_BYTES} bytes, without a schema).",
             id="tenant_migrate.E003",
+        )
+    ]
+
+
+@register()
+def check_post_migrate_scope(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    scope = conf.post_migrate_scope()
+    if scope in conf.POST_MIGRATE_SCOPES:
+        return []
+    return [
+        Error(
+            f"TENANT_MIGRATE_POST_MIGRATE is {scope!r}.",
+            hint='Use "group" (the default) or "schema"; see docs/settings.md.',
+            id="tenant_migrate.E004",
         )
     ]

@@ -79,3 +79,19 @@ def required_tables() -> list[str]:
 
 def _is_sequence(value: object) -> bool:
     return isinstance(value, list | tuple | set | frozenset)
+
+
+POST_MIGRATE_SCOPES = ("group", "schema")
+
+
+def post_migrate_scope() -> str:
+    """``TENANT_MIGRATE_POST_MIGRATE``: which migrated schemas get the ``post_migrate`` signal
+    (content types, permissions and your own receivers).
+
+    ``"schema"``: every migrated schema, as Django's ``migrate`` run in each schema would.
+    ``"group"`` (default): the first schema of each group of schemas with the same plan; the
+    others too when the receivers wrote anything there (for example created content types for a
+    new model), else they are skipped, since the same receivers would find nothing to do in a
+    schema in the same state. Checked by tenant_migrate.E004.
+    """
+    return getattr(settings, "TENANT_MIGRATE_POST_MIGRATE", "group")

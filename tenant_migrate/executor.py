@@ -5,22 +5,33 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState, StateApps
 from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate import conf
 from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
 from tenant_migrate.checksums import migration_checksum
 from tenant_migrate.locks import session_settings, try_lock_schema, unlock_schema
 from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
+from tenant_migrate.replay import (
+    ReplayStep,
+    StatementCapture,
+    WriteDetector,
+    replay,
+    replay_steps,
+    tenant_search_path,
+)
 
 
 @dataclass
@@ -55,10 +66,12 @@ class SchemaOutcome:
 
 
 class _ProgressTracker:
-    """Receives ``MigrationExecutor`` progress callbacks and times each migration."""
+    """Receives ``MigrationExecutor`` progress callbacks and times each migration; with a
+    ``capture``, files the statements of each migration under it."""
 
     def __init__(self) -> None:
         self.outcomes: list[MigrationOutcome] = []
+        self.capture: StatementCapture | None = None
         self._started = 0.0
 
     def __call__(self, action: str, migration: Migration | None = None, fake: bool = False) -> None:
@@ -74,7 +87,11 @@ class _ProgressTracker:
                     checksum=migration_checksum(migration),
                 )
             )
+            if self.capture is not None:
+                self.capture.start(migration, backwards=action == "unapply_start")
         elif action in ("apply_success", "unapply_success"):
+            if self.capture is not None:
+                self.capture.stop()
             current = self.outcomes[-1]
             current.duration_ms = (time.perf_counter() - self._started) * 1000
             current.succeeded = True
@@ -85,6 +102,18 @@ class _ProgressTracker:
             in_flight.duration_ms = (time.perf_counter() - self._started) * 1000
             in_flight.error = _describe(exc)
             in_flight.traceback = "".join(traceback.format_exception(exc))
+
+
+def migration_session_settings(connection: BaseDatabaseWrapper) -> AbstractContextManager[None]:
+    """The PostgreSQL settings a schema is migrated with (lock_timeout, statement_timeout,
+    client_connection_check_interval, from settings). A run may wrap all its schemas in it once;
+    ``migrate_schema`` then finds them set."""
+    return session_settings(
+        connection,
+        lock_timeout=conf.lock_timeout(),
+        statement_timeout=conf.statement_timeout(),
+        client_connection_check_interval=conf.client_connection_check_interval(),
+    )
 
 
 def migrate_schema(
@@ -120,12 +149,7 @@ def migrate_schema(
         outcome.error = "Another run is migrating this schema; skipped."
         return outcome
     try:
-        with session_settings(
-            connection,
-            lock_timeout=conf.lock_timeout(),
-            statement_timeout=conf.statement_timeout(),
-            client_connection_check_interval=conf.client_connection_check_interval(),
-        ):
+        with migration_session_settings(connection):
             backoff = conf.retry_backoff_seconds()
             for attempt in range(conf.lock_timeout_retries() + 1):
                 applied = read_applied_migrations(connection, [schema_name], 1).get(schema_name)
@@ -159,6 +183,33 @@ def migrate_schema(
     return outcome
 
 
+@dataclass
+class GroupProgram:
+    """What migrating the first schema of a group (the pilot) taught, for the group's others.
+
+    ``steps`` follow the plan: each migration's SQL to replay, or None where the migration must
+    run through Django's executor; ``states_before`` holds, for those, the rendered project state
+    before them. ``full_path`` means every schema goes through Django's executor (a backwards
+    plan with a migration that cannot be replayed).
+    """
+
+    pre_migrate_state: ProjectState
+    post_migrate_apps: StateApps
+    steps: list[ReplayStep]
+    states_before: dict[int, ProjectState]
+    full_path: bool
+    post_migrate_per_schema: bool
+
+
+class KnownTableRecorder(MigrationRecorder):
+    """A recorder for a schema whose ``django_migrations`` table is known to exist (created, or
+    read under the schema's lock, just before): Django's ``has_table()`` would list every relation
+    of the database, several times per schema."""
+
+    def has_table(self) -> bool:
+        return True
+
+
 def _apply_plan(
     planner: TenantPlanner,
     schema_name: str,
@@ -170,28 +221,27 @@ def _apply_plan(
 ) -> Exception | None:
     connection = planner.connection
     tracker = _ProgressTracker()
+    # django-tenants' router lets a migration's operations run in the public schema or in tenant
+    # schemas (TenantSyncRouter), so the public schema never shares a program with tenants.
+    group_key = (
+        schema_name == get_public_schema_name(),
+        applied or frozenset(),
+        tuple((migration.app_label, migration.name, backwards) for migration, backwards in plan),
+        fake,
+    )
     try:
         if applied is None:
             _create_migrations_table(connection, schema_name)
         connection.set_schema(schema_name)
         executor = planner.executor_for(applied or frozenset(), progress_callback=tracker)
-        # Schemas with the same applied set and plan go through the same states: render them
-        # once per group (as Django's migrate renders them once per database) and clone.
-        group_key = (applied or frozenset(), tuple((m.app_label, m.name, b) for m, b in plan))
-        pre_migrate_state = planner.state_cache.get(("pre", group_key[0]))
-        if pre_migrate_state is None:
-            pre_migrate_state = executor._create_project_state(with_applied_migrations=True)
-            pre_migrate_state.apps  # noqa: B018  (render now, once)
-            planner.state_cache[("pre", group_key[0])] = pre_migrate_state
-        emit_pre_migrate_signal(0, False, connection.alias, apps=pre_migrate_state.apps, plan=plan)
-        post_migrate_state = executor.migrate(
-            targets, plan=plan, state=pre_migrate_state.clone(), fake=fake
-        )
-        post_migrate_apps = planner.state_cache.get(("post", group_key))
-        if post_migrate_apps is None:
-            post_migrate_apps = _post_migrate_apps(post_migrate_state)
-            planner.state_cache[("post", group_key)] = post_migrate_apps
-        emit_post_migrate_signal(0, False, connection.alias, apps=post_migrate_apps, plan=plan)
+        executor.recorder = KnownTableRecorder(connection)
+        program = planner.programs.get(group_key)
+        if program is None:
+            # Stored only once the pilot succeeded: after a failure the next schema is a pilot.
+            program = _migrate_pilot(planner, executor, plan, targets, fake, tracker)
+            planner.programs[group_key] = program
+        else:
+            _migrate_follower(planner, executor, schema_name, plan, targets, fake, program, tracker)
         return None
     except Exception as exc:
         tracker.fail(exc)
@@ -199,6 +249,105 @@ def _apply_plan(
     finally:
         connection.set_schema_to_public()
         outcome.migrations += tracker.outcomes
+
+
+def _migrate_pilot(
+    planner: TenantPlanner,
+    executor: MigrationExecutor,
+    plan: Plan,
+    targets: list[MigrationTarget],
+    fake: bool,
+    tracker: _ProgressTracker,
+) -> GroupProgram:
+    """Migrate the current schema through Django's executor, capturing its statements."""
+    connection = planner.connection
+    applied = frozenset(planner.loader.applied_migrations)
+    pre_migrate_state = planner.state_cache.get(("pre", applied))
+    if pre_migrate_state is None:
+        pre_migrate_state = executor._create_project_state(with_applied_migrations=True)
+        pre_migrate_state.apps  # noqa: B018  (render now, once per group, as migrate does)
+        planner.state_cache[("pre", applied)] = pre_migrate_state
+    emit_pre_migrate_signal(0, False, connection.alias, apps=pre_migrate_state.apps, plan=plan)
+    capture = StatementCapture()
+    tracker.capture = capture
+    with connection.execute_wrapper(capture):
+        post_migrate_state = executor.migrate(
+            targets, plan=plan, state=pre_migrate_state.clone(), fake=fake
+        )
+    tracker.capture = None
+    post_migrate_apps = _post_migrate_apps(post_migrate_state)
+    writes = WriteDetector()
+    with connection.execute_wrapper(writes):
+        emit_post_migrate_signal(0, False, connection.alias, apps=post_migrate_apps, plan=plan)
+
+    steps = replay_steps(connection, capture.migrations)
+    backwards = any(step.backwards for step in steps)
+    full_path = backwards and any(step.sql is None for step in steps)
+    return GroupProgram(
+        pre_migrate_state=pre_migrate_state,
+        post_migrate_apps=post_migrate_apps,
+        steps=steps,
+        states_before={} if backwards else _states_before(pre_migrate_state, steps),
+        full_path=full_path,
+        post_migrate_per_schema=conf.post_migrate_scope() == "schema" or writes.wrote,
+    )
+
+
+def _migrate_follower(
+    planner: TenantPlanner,
+    executor: MigrationExecutor,
+    schema_name: str,
+    plan: Plan,
+    targets: list[MigrationTarget],
+    fake: bool,
+    program: GroupProgram,
+    tracker: _ProgressTracker,
+) -> None:
+    """Migrate the current schema as the group's pilot was: replayed SQL where possible."""
+    connection = planner.connection
+    if conf.post_migrate_scope() == "schema":
+        emit_pre_migrate_signal(
+            0, False, connection.alias, apps=program.pre_migrate_state.apps, plan=plan
+        )
+    if program.full_path:
+        executor.migrate(targets, plan=plan, state=program.pre_migrate_state.clone(), fake=fake)
+    else:
+        search_path = tenant_search_path(connection)
+        for index, step in enumerate(program.steps):
+            if step.sql is None:
+                state = program.states_before[index].clone()
+                executor.apply_migration(state, step.migration, fake=fake)
+                continue
+            action = "unapply" if step.backwards else "apply"
+            tracker(f"{action}_start", step.migration, fake)
+            replay(connection, schema_name, search_path, step)
+            tracker(f"{action}_success", step.migration, fake)
+        if planner.loader.replacements:
+            executor.check_replacements()
+    if program.post_migrate_per_schema:
+        emit_post_migrate_signal(
+            0, False, connection.alias, apps=program.post_migrate_apps, plan=plan
+        )
+
+
+def _states_before(
+    pre_migrate_state: ProjectState, steps: list[ReplayStep]
+) -> dict[int, ProjectState]:
+    """The rendered project state before each forwards step that is not replayed."""
+    if all(step.sql is not None for step in steps):
+        return {}
+    # An unrendered copy: mutating it does not re-render models after every operation.
+    state = ProjectState(
+        models={key: model.clone() for key, model in pre_migrate_state.models.items()},
+        real_apps=pre_migrate_state.real_apps,
+    )
+    states: dict[int, ProjectState] = {}
+    for index, step in enumerate(steps):
+        if step.sql is None:
+            states[index] = state.clone()
+            states[index].apps  # noqa: B018  (render once for the whole group)
+        state = step.migration.mutate_state(state, preserve=False)
+    return states
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from tenant_migrate.connections import driver_cursor
+
 # First key of the two-key form pg_advisory_lock(int, int): our namespace among the
 # application's advisory locks. The second key is hashtext(schema_name) or the run id.
 SCHEMA_LOCK_CLASS = 0x54_4D_53  # "TMS"
@@ -24,7 +26,7 @@ def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seco
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
     while True:
-        with connection.cursor() as cursor:
+        with driver_cursor(connection) as cursor:
             cursor.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
             )
@@ -37,7 +39,7 @@ def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seco
 
 
 def unlock_schema(connection: BaseDatabaseWrapper, schema_name: str) -> None:
-    with connection.cursor() as cursor:
+    with driver_cursor(connection) as cursor:
         cursor.execute(
             "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
         )
@@ -67,19 +69,39 @@ def run_is_alive(connection: BaseDatabaseWrapper, run_id: int) -> bool:
 @contextmanager
 def session_settings(connection: BaseDatabaseWrapper, **values: str | None) -> Iterator[None]:
     """Set PostgreSQL run-time parameters (``lock_timeout="5s"``...) for the session, and reset
-    them after; ``None`` values, and parameters the server does not know, are left alone."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)", [list(values)])
-        known = {row[0] for row in cursor.fetchall()}
-    settings = [(name, value) for name, value in values.items() if value is not None]
-    settings = [(name, value) for name, value in settings if name in known]
-    with connection.cursor() as cursor:
-        for name, value in settings:
-            cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+    them after; ``None`` values, and parameters the server does not know, are left alone.
+
+    Nested uses with the same values cost nothing (a run sets them once around all its schemas).
+    """
+    wanted = {name: value for name, value in values.items() if value is not None}
+    connection.ensure_connection()
+    # Keyed by the driver's connection: a new session (reconnect, forked worker) has none set.
+    session, active = getattr(connection, "_tenant_migrate_session_settings", (None, {}))
+    if session is not connection.connection:
+        active = {}
+    if all(active.get(name) == value for name, value in wanted.items()):
+        yield
+        return
+    known: set[str] = getattr(connection, "_tenant_migrate_known_settings", set())
+    with driver_cursor(connection) as cursor:
+        if not known.issuperset(wanted):
+            cursor.execute("SELECT name FROM pg_settings WHERE name = ANY(%s)", [list(wanted)])
+            known = {row[0] for row in cursor.fetchall()}
+            connection._tenant_migrate_known_settings = known
+        settings = {name: value for name, value in wanted.items() if name in known}
+        if settings:
+            calls = ", ".join("set_config(%s, %s, false)" for _ in settings)
+            cursor.execute(f"SELECT {calls}", [item for pair in settings.items() for item in pair])
+    session = connection.connection
+    connection._tenant_migrate_session_settings = (session, {**active, **settings})
     try:
         yield
     finally:
-        if settings and connection.is_usable():
-            with connection.cursor() as cursor:
-                for name, _ in settings:
-                    cursor.execute(f"RESET {name}")
+        connection._tenant_migrate_session_settings = (session, active)
+        if settings and connection.is_usable() and connection.connection is session:
+            with driver_cursor(connection) as cursor:
+                for name in settings:
+                    if name in active:
+                        cursor.execute("SELECT set_config(%s, %s, false)", [name, active[name]])
+                    else:
+                        cursor.execute(f"RESET {name}")

@@ -56,8 +56,10 @@ class TenantPlanner:
         self.connection = connection
         # connection=None: the graph comes from disk only; applied sets are given per group.
         self.loader = MigrationLoader(None)
-        # Rendered states shared by the schemas of one group (see executor._apply_plan).
+        # Rendered states shared by the schemas of one group (see executor._migrate_pilot).
         self.state_cache: dict[tuple[object, ...], Any] = {}
+        # What each group's first schema taught, per (applied set, plan, fake): executor.py.
+        self.programs: dict[tuple[object, ...], Any] = {}
 
     def executor_for(
         self,

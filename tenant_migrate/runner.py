@@ -11,7 +11,7 @@ from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate import conf, locks, records
 from tenant_migrate.applied import read_applied_migrations
-from tenant_migrate.executor import SchemaOutcome, migrate_schema
+from tenant_migrate.executor import SchemaOutcome, migrate_schema, migration_session_settings
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.parallel import migrate_in_processes
 from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
@@ -79,6 +79,10 @@ class MigrationRunner:
         )
 
     def run(self) -> RunResult:
+        with migration_session_settings(connection):
+            return self._run()
+
+    def _run(self) -> RunResult:
         public_outcome = self._migrate_public() if self.request.include_public else None
         if public_outcome and public_outcome.failed:
             # Tenant apps may depend on shared tables: do not go on with a broken public schema.

@@ -30,6 +30,13 @@ def test_tenant_migrate_outside_shared_apps_is_reported() -> None:
     assert "tenant_migrate.E002" in ids
 
 
+@override_settings(TENANT_MIGRATE_POST_MIGRATE="tenant")
+def test_unknown_post_migrate_scope_is_reported() -> None:
+    ids = [message.id for message in checks.run_checks()]
+
+    assert "tenant_migrate.E004" in ids
+
+
 @override_settings(BULK_IMPORT_CONTACT_MODEL="crm.NoSuchModel")
 def test_unknown_contact_model_is_reported() -> None:
     ids = [message.id for message in checks.run_checks()]

@@ -1,0 +1,27 @@
+"""Cursors for statements that need none of django-tenants' per-cursor work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+@contextmanager
+def driver_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """Yield a cursor of the database driver (psycopg) on ``connection``'s session.
+
+    django-tenants' own cursors send ``SET search_path`` before each use unless
+    ``TENANT_LIMIT_SET_CALLS`` is on: one more round trip, useless for statements that name no
+    table (advisory locks, settings) or set their own path (replayed migrations). Errors are
+    raised as Django's ``DatabaseError`` subclasses, as from Django's cursors.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()

@@ -1,0 +1,220 @@
+"""Capture what a migration sends to PostgreSQL in one schema, and replay it in the others.
+
+Schemas of one group have the same applied migrations, so Django would send them the same
+statements: its schema editor names tables, columns, indexes and constraints from the model
+state alone, and resolves them through the ``search_path``. The first schema of a group (the
+pilot) is migrated by Django's own executor while its statements are captured; the other schemas
+get those statements again, in one round trip per migration, without Django's per-operation
+state mutation.
+
+A migration is replayed only when nothing in it can depend on the schema it runs in: it is
+atomic, has no ``RunPython`` operation, and none of its statements returned rows (a statement
+that returns rows is an introspection query, e.g. the lookup of a constraint's name before it is
+dropped, whose answer may differ in another schema). Every other migration runs through Django's
+executor in each schema, as ``migrate`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.migration import Migration
+from django.db.migrations.operations import RunPython, SeparateDatabaseAndState
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.recorder import MigrationRecorder
+
+from tenant_migrate.connections import driver_cursor
+
+MIGRATIONS_TABLE = MigrationRecorder.Migration._meta.db_table
+# Statements that neither change the schema nor write rows: transaction control and settings
+# (django-tenants sends ``SET search_path`` through the cursor wrapper before each cursor).
+_NOT_REPLAYED_PREFIXES = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "SET ")
+_READ_ONLY_PREFIXES = ("SELECT", "SHOW", *_NOT_REPLAYED_PREFIXES)
+
+
+@dataclass
+class CapturedStatement:
+    sql: str
+    params: Any
+    returned_rows: bool
+
+
+@dataclass
+class CapturedMigration:
+    """The statements one migration sent, minus the ``django_migrations`` bookkeeping."""
+
+    migration: Migration
+    backwards: bool
+    statements: list[CapturedStatement] = field(default_factory=list)
+    replayable_statements: bool = True  # False once an executemany() was seen
+
+    def record(self, sql: str, params: Any, many: bool, returned_rows: bool) -> None:
+        if many:
+            self.replayable_statements = False
+        if f'"{MIGRATIONS_TABLE}"' in sql or sql.lstrip().upper().startswith(
+            _NOT_REPLAYED_PREFIXES
+        ):
+            return
+        self.statements.append(CapturedStatement(sql, params, returned_rows))
+
+    @property
+    def replayable(self) -> bool:
+        return (
+            self.replayable_statements
+            and self.migration.atomic
+            and not any(_runs_python(operation) for operation in self.migration.operations)
+            and not any(statement.returned_rows for statement in self.statements)
+        )
+
+
+class StatementCapture:
+    """A ``connection.execute_wrapper`` that files each statement under the migration running.
+
+    ``start(migration, backwards)`` opens a migration's list (called from the executor's
+    progress callback); statements outside any migration are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.migrations: list[CapturedMigration] = []
+        self._current: CapturedMigration | None = None
+
+    def start(self, migration: Migration, backwards: bool) -> None:
+        self._current = CapturedMigration(migration, backwards)
+        self.migrations.append(self._current)
+
+    def stop(self) -> None:
+        self._current = None
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        if self._current is not None:
+            cursor = context["cursor"]
+            self._current.record(str(sql), params, many, cursor.description is not None)
+        return result
+
+
+class WriteDetector:
+    """A ``connection.execute_wrapper`` that notes whether any statement could write."""
+
+    def __init__(self) -> None:
+        self.wrote = False
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: str,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        if not str(sql).lstrip().upper().startswith(_READ_ONLY_PREFIXES):
+            self.wrote = True
+        return execute(sql, params, many, context)
+
+
+@dataclass
+class ReplayStep:
+    """One migration of a group's plan: its SQL to replay, or None to run it through Django."""
+
+    migration: Migration
+    backwards: bool
+    sql: str | None
+    # ``(app, name)`` of each django_migrations row to insert or delete, as SQL literals.
+    recorded_values: list[str] = field(default_factory=list)
+
+
+def recorded_keys(migration: Migration, backwards: bool) -> list[tuple[str, str]]:
+    """The ``django_migrations`` rows Django's ``MigrationExecutor.record_migration`` (forwards)
+    or ``unapply_migration`` (backwards) write for ``migration``."""
+    own = (migration.app_label, migration.name)
+    if migration.replaces:
+        replaced = list(migration.replaces)
+        return [*replaced, own] if backwards else replaced
+    return [own]
+
+
+def replay_steps(
+    connection: BaseDatabaseWrapper, captured: Sequence[CapturedMigration]
+) -> list[ReplayStep]:
+    """Turn the pilot's captured migrations into steps, rendering replayable SQL as literal text
+    (parameters merged by the driver, as ``sqlmigrate`` does)."""
+    steps = []
+    for migration in captured:
+        sql = None
+        if migration.replayable:
+            sql = "\n".join(
+                _terminated(
+                    statement.sql
+                    if statement.params is None
+                    else connection.ops.compose_sql(statement.sql, statement.params)
+                )
+                for statement in migration.statements
+            )
+        values = [
+            connection.ops.compose_sql("%s, %s", key)
+            for key in recorded_keys(migration.migration, migration.backwards)
+        ]
+        steps.append(ReplayStep(migration.migration, migration.backwards, sql, values))
+    return steps
+
+
+def tenant_search_path(connection: BaseDatabaseWrapper) -> list[str]:
+    """The ``search_path`` django-tenants gives the connection's current schema (the schema,
+    then public and any ``PG_EXTRA_SEARCH_PATHS``; public alone for the public schema)."""
+    return list(connection._get_cursor_search_paths())
+
+
+def replay(
+    connection: BaseDatabaseWrapper,
+    schema_name: str,
+    search_path: Sequence[str],
+    step: ReplayStep,
+) -> None:
+    """Run ``step``'s SQL and its ``django_migrations`` change in ``schema_name``, in one round
+    trip and one transaction.
+
+    The statements go as one simple-query string, which PostgreSQL runs as a single implicit
+    transaction (PostgreSQL docs, "Protocol Flow: Multiple Statements in a Simple Query"): either
+    all of them and the record take effect, or none. Raises Django's ``DatabaseError`` subclasses
+    as the ORM would.
+    """
+    assert step.sql is not None
+    quote = connection.ops.quote_name
+    table = f"{quote(schema_name)}.{quote(MIGRATIONS_TABLE)}"
+    if step.backwards:
+        record = "".join(
+            f"DELETE FROM {table} WHERE (app, name) = ({values});"
+            for values in step.recorded_values
+        )
+    else:
+        record = "".join(
+            f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());"
+            for values in step.recorded_values
+        )
+    path = ", ".join(quote(name) for name in search_path)
+    text = f"SET LOCAL search_path = {path};\n{step.sql}\n{record}"
+    if not connection.get_autocommit():
+        raise RuntimeError("Replaying a migration needs a connection in autocommit mode.")
+    with driver_cursor(connection) as cursor:
+        cursor.execute(text)
+
+
+def _terminated(statement: str) -> str:
+    statement = statement.rstrip()
+    return statement if statement.endswith(";") else statement + ";"
+
+
+def _runs_python(operation: Operation) -> bool:
+    if isinstance(operation, SeparateDatabaseAndState):
+        return any(_runs_python(inner) for inner in operation.database_operations)
+    return isinstance(operation, RunPython)

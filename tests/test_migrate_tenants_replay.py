@@ -1,0 +1,170 @@
+"""The first schema of a group runs through Django's executor; the others replay its SQL, except
+where a migration's statements could differ per schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_migrate
+from django.test import override_settings
+
+from tests.conftest import run_command
+
+REPLAY_MIGRATIONS = {"crm": "tests.replay_migrations"}
+
+
+def structure_of(schema_name: str) -> list[tuple[str, ...]]:
+    """Every column, index and constraint of the schema's tables, by name and definition."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT 'column', table_name, column_name, data_type, is_nullable,
+                   coalesce(column_default, '')
+              FROM information_schema.columns WHERE table_schema = %(schema)s
+            UNION ALL
+            SELECT 'index', tablename, indexname, replace(indexdef, %(schema)s, 'S'), '', ''
+              FROM pg_indexes WHERE schemaname = %(schema)s
+            UNION ALL
+            SELECT 'constraint', conrelid::regclass::text, conname,
+                   replace(pg_get_constraintdef(oid), %(schema)s, 'S'), '', ''
+              FROM pg_constraint WHERE connamespace = %(schema)s::regnamespace
+            ORDER BY 1, 2, 3
+            """,
+            {"schema": schema_name},
+        )
+        rows = cursor.fetchall()
+    return [(kind, table.split(".")[-1], *rest) for kind, table, *rest in rows]
+
+
+def count_in(schema_name: str, table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{schema_name}"."{table}"')
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def post_migrate_schemas() -> Iterator[list[str]]:
+    """The schema of each ``post_migrate`` signal sent while the test runs."""
+    received: list[str] = []
+
+    def receiver(**kwargs: object) -> None:
+        received.append(connection.schema_name)
+
+    post_migrate.connect(receiver, dispatch_uid="test_replay_receiver")
+    yield received
+    post_migrate.disconnect(dispatch_uid="test_replay_receiver")
+
+
+def test_followers_end_with_the_same_tables_indexes_constraints_and_content_types(
+    make_tenant: Callable, post_migrate_schemas: list[str]
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    pilot = structure_of(schemas[0])
+    assert ("column", "crm_contact", "email", "character varying", "NO", "") in pilot
+    assert all(structure_of(schema_name) == pilot for schema_name in schemas[1:])
+    # Content types and permissions were created in the pilot, so post_migrate ran everywhere.
+    assert set(schemas) <= set(post_migrate_schemas)
+    counts = {count_in(name, "django_content_type") for name in schemas}
+    assert len(counts) == 1 and counts.pop() > 10
+    assert len({count_in(name, "auth_permission") for name in schemas}) == 1
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_a_migration_that_looks_up_names_in_the_schema_runs_in_each_schema(
+    make_tenant: Callable,
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+    assert run_command("migrate_tenants", "crm", "0002", tenants=schemas).exit_code == 0
+    # A schema that drifted: its unique constraint has another name than in the pilot.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname FROM pg_constraint WHERE contype = 'u'"
+            " AND conrelid = %s::regclass AND conkey = ARRAY[("
+            "  SELECT attnum FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attname = 'code')]",
+            [f'"{schemas[2]}".crm_contact'] * 2,
+        )
+        [(constraint,)] = cursor.fetchall()
+        cursor.execute(
+            f'ALTER TABLE "{schemas[2]}".crm_contact RENAME CONSTRAINT "{constraint}" TO renamed'
+        )
+
+    result = run_command("migrate_tenants", "crm", "0003", tenants=schemas)
+
+    # Replaying the pilot's "DROP CONSTRAINT <its name>" would fail in the drifted schema.
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Migrated 3 tenant(s)" in result.stdout
+    for schema_name in schemas:
+        assert not any(
+            kind == "constraint" and "UNIQUE (code)" in definition
+            for kind, _, _, definition, *_ in structure_of(schema_name)
+        ), schema_name
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_run_python_runs_in_each_schema_with_that_schema_in_the_connection(
+    make_tenant: Callable,
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for schema_name in schemas:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT name FROM "{schema_name}".crm_company')
+            assert cursor.fetchall() == [(f"created in {schema_name}",)]
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_a_replayed_migration_that_fails_in_one_schema_is_rolled_back_there_only(
+    make_tenant: Callable,
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+    assert run_command("migrate_tenants", "crm", "0001", tenants=schemas).exit_code == 0
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE "{schemas[2]}".crm_contact ADD COLUMN code integer')
+
+    result = run_command("migrate_tenants", "crm", "0002", tenants=schemas)
+
+    assert result.exit_code == 1
+    assert f"{schemas[2]}: FAILED at crm.0002_contact_code" in result.stdout
+    assert "Migrated 2 tenant(s)" in result.stdout
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT count(*) FROM "{schemas[2]}".django_migrations'
+            " WHERE app = 'crm' AND name = '0002_contact_code'"
+        )
+        assert cursor.fetchone()[0] == 0
+        # Nothing of the failed migration stayed: its unique index was not created either.
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexdef LIKE %s",
+            [schemas[2], "%UNIQUE%(code)%"],
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+@pytest.mark.parametrize(("scope", "expected_calls"), [("group", 1), ("schema", 3)])
+def test_post_migrate_scope(
+    make_tenant: Callable, post_migrate_schemas: list[str], scope: str, expected_calls: int
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+    assert run_command("migrate_tenants", "crm", "0002", tenants=schemas).exit_code == 0
+    post_migrate_schemas.clear()
+
+    # No new model: content types and permissions have nothing to add.
+    with override_settings(TENANT_MIGRATE_POST_MIGRATE=scope):
+        result = run_command("migrate_tenants", "crm", "0003", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # One signal per app config, per schema that got it.
+    per_schema = {name: post_migrate_schemas.count(name) for name in set(post_migrate_schemas)}
+    assert len(per_schema) == expected_calls
+    assert per_schema.keys() <= set(schemas)
