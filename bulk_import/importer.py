@@ -59,6 +59,8 @@ FINISHED_STATUSES = {
 #: A batch that hits the unique e-mail constraint (a concurrent import of the same contacts) is
 #: retried this many times; each retry sees the rows the other import committed.
 BATCH_ATTEMPTS = 3
+#: Company ids an import remembers between batches (name -> id), at most.
+COMPANY_CACHE_SIZE = 100_000
 
 
 FORMATS_BY_EXTENSION = {
@@ -295,6 +297,7 @@ class ContactImporter:
             BulkImportError,
             ["bulk_import", "row_number", "field", "error_type", "message", "raw_row"],
         )
+        self.company_cache: dict[str, int] = {}
         self.stats: dict[str, FieldCounts] = {}
         self.progress = Progress(record.processed_rows)
         #: True once a batch saw ``cancel_requested``; the rows up to that batch are kept.
@@ -349,14 +352,11 @@ class ContactImporter:
 
     def _import_batch(self, checks: list[RowCheck]) -> None:
         batch_stats = {name: FieldCounts() for name in self.stats}
-        for check in checks:
-            for name, counts in batch_stats.items():
-                if name in check.invalid_fields:
-                    counts.invalid += 1
-                if check.values.get(name):
-                    counts.filled += 1
-                else:
-                    counts.empty += 1
+        with_invalid = [check.invalid_fields for check in checks if check.invalid_fields]
+        for name, counts in batch_stats.items():
+            counts.filled = sum(1 for check in checks if check.values.get(name))
+            counts.empty = len(checks) - counts.filled
+            counts.invalid = sum(1 for invalid in with_invalid if name in invalid)
         clean = [check.result for check in checks if isinstance(check.result, CleanRow)]
         rejected = [check.result for check in checks if isinstance(check.result, RowError)]
         for attempt in range(1, BATCH_ATTEMPTS + 1):
@@ -365,6 +365,7 @@ class ContactImporter:
                     self._write_batch(len(checks), clean, rejected, batch_stats)
                 break
             except IntegrityError:
+                self.company_cache.clear()
                 if attempt == BATCH_ATTEMPTS:
                     raise
                 logger.info("Batch of import %s met a concurrent import; retrying.", self.record.pk)
@@ -383,20 +384,21 @@ class ContactImporter:
         batch_stats: dict[str, FieldCounts],
     ) -> None:
         errors = [self._error_record(error.row_number, error.raw, error) for error in rejected]
-        company_ids = self._company_ids({row.company_name for row in clean if row.company_name})
-        existing = self._existing_contacts({row.email_key for row in clean if row.email_key})
+        keyed = [(row, row.email_key, row.company_name) for row in clean]
+        company_ids = self._company_ids({company for _, _, company in keyed if company})
+        existing = self._existing_contacts({email_key for _, email_key, _ in keyed if email_key})
         rows_by_key: dict[tuple[str, int | None], int] = {}
         created: list[tuple[CleanRow, int | None]] = []
         skipped = 0
-        for row in clean:
-            company_id = company_ids.get(row.company_name)
-            key = (row.email_key, company_id)
-            if row.email_key and (key in existing or key in rows_by_key):
+        for row, email_key, company_name in keyed:
+            company_id = company_ids.get(company_name)
+            key = (email_key, company_id)
+            if email_key and (key in existing or key in rows_by_key):
                 first_row = rows_by_key.get(key) or existing.get(key)
                 errors.append(self._duplicate_record(row, first_row))
                 skipped += 1
                 continue
-            if row.email_key:
+            if email_key:
                 rows_by_key[key] = row.row_number
             created.append((row, company_id))
         ids = self._contact_ids(len(created))
@@ -450,18 +452,32 @@ class ContactImporter:
         return result
 
     def _company_ids(self, names: set[str]) -> dict[str, int]:
-        """Get or create the companies named ``names``; return their ids by name."""
+        """Get or create the companies named ``names``; return their ids by name.
+
+        Ids found in earlier batches of this import are remembered (up to
+        ``COMPANY_CACHE_SIZE`` names) and not looked up again; the memory is cleared when a batch
+        fails, in case a company was deleted meanwhile.
+        """
         if not names or self.company_model is None:
             return {}
-        manager = self.company_model._base_manager
-        ids = dict(manager.filter(name__in=names).values_list("name", "pk"))
-        missing = names - ids.keys()
-        if missing:
-            # ignore_conflicts: a concurrent import may create the same company meanwhile.
-            manager.bulk_create(
-                [self.company_model(name=name) for name in sorted(missing)], ignore_conflicts=True
-            )
-            ids.update(manager.filter(name__in=missing).values_list("name", "pk"))
+        known = self.company_cache
+        ids = {name: known[name] for name in names if name in known}
+        unknown = names - ids.keys()
+        if unknown:
+            manager = self.company_model._base_manager
+            found = dict(manager.filter(name__in=unknown).values_list("name", "pk"))
+            missing = unknown - found.keys()
+            if missing:
+                # ignore_conflicts: a concurrent import may create the same company meanwhile.
+                manager.bulk_create(
+                    [self.company_model(name=name) for name in sorted(missing)],
+                    ignore_conflicts=True,
+                )
+                found.update(manager.filter(name__in=missing).values_list("name", "pk"))
+            ids.update(found)
+            if len(known) + len(found) > COMPANY_CACHE_SIZE:
+                known.clear()
+            known.update(found)
         return ids
 
     def _existing_contacts(self, email_keys: set[str]) -> dict[tuple[str, int | None], int | None]:
