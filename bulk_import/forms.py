@@ -1,0 +1,127 @@
+"""The admin's upload form: a contact file and the options of its import."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any
+
+import phonenumbers
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext_lazy as _
+
+from bulk_import.importer import file_format_for
+from bulk_import.mapping import FIELD_ALIASES
+from bulk_import.readers import ImportFileError
+
+
+class ImportMode:
+    CREATE_ONLY = "create_only"
+    UPSERT = "upsert"
+    CHOICES = [
+        (CREATE_ONLY, _("Create only: a row whose e-mail already exists is skipped")),
+        (UPSERT, _("Upsert: a row whose e-mail already exists updates that contact")),
+    ]
+
+
+class BulkImportUploadForm(forms.Form):
+    """Validates the upload; ``import_options()`` gives ``BulkImport.options``.
+
+    The options are stored under the keys ``mode``, ``mapping`` (header to field name),
+    ``phone_region`` (ISO 3166-1 alpha-2, upper case), ``sheet`` and ``encoding``; a key is
+    left out when the option is not set.
+    """
+
+    file = forms.FileField(
+        help_text=_("CSV, TSV or spreadsheet file; the first row is the header.")
+    )
+    mode = forms.ChoiceField(choices=ImportMode.CHOICES, initial=ImportMode.CREATE_ONLY)
+    mapping = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        label=_("Column mapping"),
+        help_text=_(
+            'JSON object from the file\'s header to a contact field, e.g. {"Courriel": "email"}; '
+            "other headers are recognised by name. Fields: %(fields)s."
+        )
+        % {"fields": ", ".join(FIELD_ALIASES)},
+    )
+    phone_region = forms.CharField(
+        required=False,
+        max_length=2,
+        label=_("Phone region"),
+        help_text=_("Country code (e.g. FR) for phone numbers written without +country code."),
+    )
+    sheet = forms.CharField(
+        required=False,
+        max_length=255,
+        label=_("Sheet name"),
+        help_text=_("Worksheet of a workbook to import; the first one when empty."),
+    )
+    encoding = forms.CharField(
+        required=False,
+        max_length=50,
+        help_text=_("Text encoding of a CSV file (e.g. cp1252); detected when empty."),
+    )
+
+    def clean_file(self) -> UploadedFile:
+        upload: UploadedFile = self.cleaned_data["file"]
+        try:
+            file_format_for(upload.name or "")
+        except ImportFileError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return upload
+
+    def clean_mapping(self) -> dict[str, str]:
+        text = self.cleaned_data["mapping"].strip()
+        if not text:
+            return {}
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                _("Not valid JSON: %(error)s."), params={"error": exc}
+            ) from exc
+        if not isinstance(mapping, dict) or not all(
+            isinstance(header, str) and isinstance(target, str)
+            for header, target in mapping.items()
+        ):
+            raise forms.ValidationError(
+                _('Write a JSON object of header to field name, e.g. {"Courriel": "email"}.')
+            )
+        unknown = sorted({target for target in mapping.values() if target not in FIELD_ALIASES})
+        if unknown:
+            raise forms.ValidationError(
+                _("Unknown field(s) %(unknown)s; the fields are %(fields)s."),
+                params={"unknown": ", ".join(unknown), "fields": ", ".join(FIELD_ALIASES)},
+            )
+        return mapping
+
+    def clean_phone_region(self) -> str:
+        region = self.cleaned_data["phone_region"].strip().upper()
+        if region and region not in phonenumbers.SUPPORTED_REGIONS:
+            raise forms.ValidationError(
+                _("%(region)s is not a region phonenumbers knows; use a code such as FR or US."),
+                params={"region": region},
+            )
+        return region
+
+    def clean_encoding(self) -> str:
+        encoding = self.cleaned_data["encoding"].strip()
+        if encoding:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise forms.ValidationError(
+                    _("Unknown text encoding %(encoding)s."), params={"encoding": encoding}
+                ) from None
+        return encoding
+
+    def import_options(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        options: dict[str, Any] = {"mode": data["mode"]}
+        for key in ("mapping", "phone_region", "sheet", "encoding"):
+            if data[key]:
+                options[key] = data[key]
+        return options
