@@ -237,9 +237,14 @@ def test_upload_queues_an_import_that_the_celery_worker_runs(
         assert record.file.name.startswith(f"bulk_imports/{tenant.schema_name}/")
         with record.file.open("rb") as stored:
             assert stored.read() == path.read_bytes()
+        assert record.task_id  # enqueue_bulk_import ran
     record = wait_until_finished(tenant.schema_name, record.pk)
     assert record.status == BulkImport.Status.SUCCEEDED
     assert (record.total_rows, record.created_count, record.skipped_count) == (5, 2, 1)
+    # The uploader is told: the notification is in their list and above their imports.
+    notifications = client.get("/admin/bulk_import/bulkimportnotification/").content.decode()
+    assert f"Import {record.pk} of crm export.csv succeeded" in notifications
+    assert "1 unread notification" in client.get(ADMIN).content.decode()
 
     changelist = client.get(ADMIN).content.decode()
     assert "crm export.csv" in changelist
