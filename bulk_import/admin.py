@@ -25,7 +25,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from bulk_import.error_report import error_report_filename, stream_error_report
+from bulk_import.error_report import (
+    error_report_filename,
+    file_headers,
+    ordered_cells,
+    stream_error_report,
+)
 from bulk_import.forms import BulkImportUploadForm
 from bulk_import.importer import create_bulk_import
 from bulk_import.models import (
@@ -256,7 +261,13 @@ class BulkImportAdmin(admin.ModelAdmin):
                 BulkImportError.objects.filter(bulk_import=record).order_by("row_number", "pk"),
                 ERRORS_PER_PAGE,
             )
-            context["errors_page"] = errors.get_page(request.GET.get("errors_page"))
+            page = errors.get_page(request.GET.get("errors_page"))
+            page.object_list = list(page.object_list)
+            headers = (file_headers(record) or []) if page.object_list else []
+            for error in page.object_list:
+                raw = error.raw_row if isinstance(error.raw_row, dict) else {}
+                error.cells = ordered_cells(raw, headers)
+            context["errors_page"] = page
             context["error_report_url"] = self._url("error_report", record.pk)
             if record.status in CANCELLABLE_STATUSES and self.has_cancel_permission(request):
                 context["cancel_url"] = self._url("cancel", record.pk)

@@ -57,7 +57,7 @@ def error_report_columns(bulk_import: BulkImport) -> list[str]:
     a format this version cannot read) the keys found in the errors are used, in alphabetical order.
     Runs in the current schema.
     """
-    headers = _file_headers(bulk_import) or []
+    headers = file_headers(bulk_import) or []
     known = set(headers)
     keys = (
         BulkImportError.objects.filter(bulk_import=bulk_import)
@@ -66,16 +66,12 @@ def error_report_columns(bulk_import: BulkImport) -> list[str]:
         .values_list("key", flat=True)
         .distinct()
     )
-    others = [key for key in keys if key not in known]
-    surplus = sorted(
-        (key for key in others if _SURPLUS_POSITION.match(key)),
-        key=lambda key: int(_SURPLUS_POSITION.match(key).group(1)),  # type: ignore[union-attr]
-    )
-    named = sorted(key for key in others if not _SURPLUS_POSITION.match(key))
-    return [*headers, *named, *surplus]
+    return [*headers, *sorted((key for key in keys if key not in known), key=_key_order)]
 
 
-def _file_headers(bulk_import: BulkImport) -> list[str] | None:
+def file_headers(bulk_import: BulkImport) -> list[str] | None:
+    """Return the header row of the import's stored file as the reader names it (unnamed and
+    repeated columns renamed), or None when the file is gone or cannot be read."""
     if not bulk_import.file:
         return None
     try:
@@ -116,6 +112,22 @@ def error_report_rows(bulk_import: BulkImport) -> Iterator[list[str]]:
         cells = [str(row_number), error_type, field, message]
         cells += [_cell(raw.get(column)) for column in columns]
         yield [escape_formula(cell) for cell in cells]
+
+
+def ordered_cells(raw_row: dict[str, object], headers: list[str]) -> list[tuple[str, str]]:
+    """Return the non-empty cells of ``raw_row`` as (header, value) pairs: those of ``headers``
+    in that order, then the others (cells beyond the header's last column last)."""
+    rest = sorted(set(raw_row) - set(headers), key=_key_order)
+    return [
+        (header, _cell(raw_row[header]))
+        for header in [*headers, *rest]
+        if header in raw_row and _cell(raw_row[header])
+    ]
+
+
+def _key_order(key: str) -> tuple[int, int, str]:
+    surplus = _SURPLUS_POSITION.match(key)
+    return (1, int(surplus.group(1)), "") if surplus else (0, 0, key)
 
 
 def _cell(value: object) -> str:

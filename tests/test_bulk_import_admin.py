@@ -252,6 +252,10 @@ def test_upload_queues_an_import_that_the_celery_worker_runs(
     detail = client.get(f"{ADMIN}{record.pk}/change/").content.decode()
     assert "3 rejected or skipped rows" in detail
     assert "not-an-email" in detail
+    assert (  # the row's cells in the file's column order (JSONB keeps another order)
+        "<strong>First Name</strong>: Ada; <strong>Last Name</strong>: Again; "
+        "<strong>Email</strong>: ADA@example.com; <strong>Company</strong>: Analytical"
+    ) in detail
     # The statistics inline: 4 of the 5 rows have an e-mail.
     assert re.search(
         r'field-field">\s*<p>email</p>\s*</td>\s*<td class="field-filled">\s*<p>4</p>', detail
