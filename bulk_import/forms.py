@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from bulk_import.importer import file_format_for
 from bulk_import.mapping import FIELD_ALIASES
+from bulk_import.models import BulkImport
 from bulk_import.readers import ImportFileError
 
 
@@ -117,6 +118,18 @@ class BulkImportUploadForm(forms.Form):
                     _("Unknown text encoding %(encoding)s."), params={"encoding": encoding}
                 ) from None
         return encoding
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        upload = data.get("file")
+        if upload is None:
+            return data
+        is_csv = file_format_for(upload.name or "") == BulkImport.Format.CSV
+        if data.get("sheet") and is_csv:
+            self.add_error("sheet", _("A sheet name applies to workbooks only, not to CSV files."))
+        if data.get("encoding") and not is_csv:
+            self.add_error("encoding", _("An encoding applies to CSV files only."))
+        return data
 
     def import_options(self) -> dict[str, Any]:
         data = self.cleaned_data

@@ -85,6 +85,13 @@ def log_in(tenant: Any, username: str = "admin", *, perms: Iterable[str] | None 
     return client
 
 
+def upload_file(name: str, content: bytes) -> io.BytesIO:
+    """A file for a multipart POST of the test Client, sent under ``name``."""
+    upload = io.BytesIO(content)
+    upload.name = name
+    return upload
+
+
 def pending_import(schema_name: str, name: str = "pending.csv") -> BulkImport:
     with schema_context(schema_name):
         return create_bulk_import(io.BytesIO(b"Email\nx@example.com\n"), name)
@@ -160,6 +167,29 @@ def test_error_report_without_the_file_keeps_every_column(
     assert by_row["3"]["First Name"] == "'@SUM(A1)"
     assert by_row["3"]["[cell 6 beyond the header]"] == "EXTRA"
     assert by_row["4"]["Zip"] == "75004"
+
+
+def test_error_report_columns_do_not_clash_with_the_file_columns(
+    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+) -> None:
+    tenant = make_tenant()
+    path = tmp_path / "export.csv"
+    path.write_text("row_number,Email,error_type\n7,not-an-email,x\n", encoding="utf-8")
+    record = import_file(tenant, path)
+
+    rows = report_of(record, tenant.schema_name)
+
+    assert rows[0] == [
+        "_row_number",
+        "_error_type",
+        "error_field",
+        "error_message",
+        "row_number",
+        "Email",
+        "error_type",
+    ]
+    assert rows[1][:2] == ["1", ErrorType.INVALID_EMAIL]
+    assert rows[1][4:] == ["7", "not-an-email", "x"]
 
 
 def test_error_report_command_writes_the_file(
@@ -262,6 +292,7 @@ def test_upload_queues_an_import_that_the_celery_worker_runs(
     )
     assert f'href="{ADMIN}{record.pk}/error-report/"' in detail
     assert "Cancel import" not in detail  # finished
+    assert 'http-equiv="refresh"' not in detail
     download = client.get(f"{ADMIN}{record.pk}/error-report/")
     assert download.status_code == 200
     assert download["Content-Type"] == "text/csv; charset=utf-8"
@@ -283,7 +314,7 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     response = client.post(
         f"{ADMIN}add/",
         {
-            "file": io.BytesIO(b"%PDF-1.7"),
+            "file": upload_file("scan.pdf", b"%PDF-1.7"),
             "mode": "merge",
             "mapping": '{"Courriel": "birthday"}',
             "phone_region": "ZZ",
@@ -292,6 +323,14 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     )
     bad_json = client.post(f"{ADMIN}add/", {"mode": "upsert", "mapping": "{not json"})
     not_an_object = client.post(f"{ADMIN}add/", {"mode": "upsert", "mapping": '["email"]'})
+    csv_with_sheet = client.post(
+        f"{ADMIN}add/",
+        {"file": upload_file("a.csv", b"Email\n"), "mode": "upsert", "sheet": "Contacts"},
+    )
+    workbook_with_encoding = client.post(
+        f"{ADMIN}add/",
+        {"file": upload_file("a.xlsx", b"PK"), "mode": "upsert", "encoding": "cp1252"},
+    )
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -303,6 +342,8 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     assert "This field is required." in bad_json.content.decode()  # the file
     assert "Not valid JSON" in bad_json.content.decode()
     assert "Write a JSON object of header to field name" in not_an_object.content.decode()
+    assert "A sheet name applies to workbooks only" in csv_with_sheet.content.decode()
+    assert "An encoding applies to CSV files only." in workbook_with_encoding.content.decode()
     with schema_context(tenant.schema_name):
         assert not BulkImport.objects.exists()
 
@@ -366,7 +407,9 @@ def test_permissions_view_add_and_change(tmp_path: Path, make_tenant: MakeTenant
     assert stranger.get(ADMIN).status_code == 403
     assert stranger.get(f"{ADMIN}{record.pk}/error-report/").status_code == 403
     assert operator.get(f"{ADMIN}{record.pk}/cancel/").status_code == 405  # POST only
-    assert "Cancel import" in operator.get(detail).content.decode()
+    operator_page = operator.get(detail).content.decode()
+    assert "Cancel import" in operator_page
+    assert '<meta http-equiv="refresh" content="10">' in operator_page  # pending: reloads
     # Even with the change permission the record is not editable.
     assert operator.post(detail, {"created_count": "999", "status": "failed"}).status_code == 403
     with schema_context(tenant.schema_name):
