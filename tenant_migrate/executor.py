@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
+from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState, StateApps
 from django.utils import timezone
@@ -188,17 +190,20 @@ class GroupProgram:
     """What migrating the first schema of a group (the pilot) taught, for the group's others.
 
     ``steps`` follow the plan: each migration's SQL to replay, or None where the migration must
-    run through Django's executor; ``states_before`` holds, for those, the rendered project state
-    before them. ``full_path`` means every schema goes through Django's executor (a backwards
-    plan with a migration that cannot be replayed).
+    run through Django's executor; ``operation_states`` holds, for those, each operation with
+    the rendered project states before and after it. ``full_path`` means every schema goes
+    through Django's executor (a backwards plan with a migration that cannot be replayed).
     """
 
     pre_migrate_state: ProjectState
     post_migrate_apps: StateApps
     steps: list[ReplayStep]
-    states_before: dict[int, ProjectState]
+    operation_states: dict[int, list[OperationStates]]
     full_path: bool
     post_migrate_per_schema: bool
+
+
+OperationStates = tuple[Operation, ProjectState, ProjectState]  # operation, state before, after
 
 
 class KnownTableRecorder(MigrationRecorder):
@@ -287,7 +292,7 @@ def _migrate_pilot(
         pre_migrate_state=pre_migrate_state,
         post_migrate_apps=post_migrate_apps,
         steps=steps,
-        states_before={} if backwards else _states_before(pre_migrate_state, steps),
+        operation_states={} if backwards else _operation_states(pre_migrate_state, steps),
         full_path=full_path,
         post_migrate_per_schema=conf.post_migrate_scope() == "schema" or writes.wrote,
     )
@@ -313,15 +318,16 @@ def _migrate_follower(
         executor.migrate(targets, plan=plan, state=program.pre_migrate_state.clone(), fake=fake)
     else:
         search_path = tenant_search_path(connection)
-        for index, step in enumerate(program.steps):
-            if step.sql is None:
-                state = program.states_before[index].clone()
-                executor.apply_migration(state, step.migration, fake=fake)
-                continue
-            action = "unapply" if step.backwards else "apply"
-            tracker(f"{action}_start", step.migration, fake)
-            replay(connection, schema_name, search_path, step)
-            tracker(f"{action}_success", step.migration, fake)
+        for index, steps in _replay_batches(program.steps):
+            if steps:
+                _replay_batch(connection, schema_name, search_path, steps, fake, tracker)
+            else:
+                _apply_with_rendered_states(
+                    executor,
+                    program.steps[index].migration,
+                    program.operation_states[index],
+                    fake,
+                )
         if planner.loader.replacements:
             executor.check_replacements()
     if program.post_migrate_per_schema:
@@ -330,10 +336,73 @@ def _migrate_follower(
         )
 
 
-def _states_before(
+def _replay_batches(steps: list[ReplayStep]) -> Iterator[tuple[int, list[ReplayStep]]]:
+    """Yield ``(index, consecutive replayable steps)``, or ``(index, [])`` for a step at
+    ``index`` that must run through Django's executor."""
+    batch: list[ReplayStep] = []
+    for index, step in enumerate(steps):
+        if step.sql is not None:
+            batch.append(step)
+            continue
+        if batch:
+            yield index - len(batch), batch
+            batch = []
+        yield index, []
+    if batch:
+        yield len(steps) - len(batch), batch
+
+
+def _replay_batch(
+    connection: BaseDatabaseWrapper,
+    schema_name: str,
+    search_path: list[str],
+    steps: list[ReplayStep],
+    fake: bool,
+    tracker: _ProgressTracker,
+) -> None:
+    """Replay consecutive migrations in one transaction (one commit instead of one each). If it
+    fails, replay them one by one, so that the ones before the failing migration stay applied
+    and the error is that migration's, as with Django's executor."""
+    started, started_at = time.perf_counter(), timezone.now()
+    try:
+        replay(connection, schema_name, search_path, steps)
+    except Exception:
+        if len(steps) == 1:
+            _report_replayed(tracker, steps, started_at, started, fake, failed=True)
+            raise
+        for step in steps:
+            _replay_batch(connection, schema_name, search_path, [step], fake, tracker)
+        return
+    _report_replayed(tracker, steps, started_at, started, fake)
+
+
+def _report_replayed(
+    tracker: _ProgressTracker,
+    steps: list[ReplayStep],
+    started_at: datetime,
+    started: float,
+    fake: bool,
+    *,
+    failed: bool = False,
+) -> None:
+    # Migrations replayed in one transaction share its duration equally.
+    duration_ms = (time.perf_counter() - started) * 1000 / len(steps)
+    for step in steps:
+        action = "unapply" if step.backwards else "apply"
+        tracker(f"{action}_start", step.migration, fake)
+        tracker.outcomes[-1].started_at = started_at
+        if failed:
+            return
+        tracker(f"{action}_success", step.migration, fake)
+        tracker.outcomes[-1].duration_ms = duration_ms
+
+
+def _operation_states(
     pre_migrate_state: ProjectState, steps: list[ReplayStep]
-) -> dict[int, ProjectState]:
-    """The rendered project state before each forwards step that is not replayed."""
+) -> dict[int, list[OperationStates]]:
+    """For each forwards step that is not replayed: its operations, each with the rendered
+    project state before and after it, as ``Migration.apply`` computes them (done once per group
+    instead of once per schema)."""
     if all(step.sql is not None for step in steps):
         return {}
     # An unrendered copy: mutating it does not re-render models after every operation.
@@ -341,13 +410,53 @@ def _states_before(
         models={key: model.clone() for key, model in pre_migrate_state.models.items()},
         real_apps=pre_migrate_state.real_apps,
     )
-    states: dict[int, ProjectState] = {}
+    result: dict[int, list[OperationStates]] = {}
     for index, step in enumerate(steps):
-        if step.sql is None:
-            states[index] = state.clone()
-            states[index].apps  # noqa: B018  (render once for the whole group)
-        state = step.migration.mutate_state(state, preserve=False)
-    return states
+        if step.sql is not None:
+            state = step.migration.mutate_state(state, preserve=False)
+            continue
+        state.apps  # noqa: B018  (render)
+        operations = []
+        for operation in step.migration.operations:
+            from_state, state = state, state.clone()
+            operation.state_forwards(step.migration.app_label, state)
+            operations.append((operation, from_state, state))
+        result[index] = operations
+        state = state.clone()
+    return result
+
+
+def _apply_with_rendered_states(
+    executor: MigrationExecutor,
+    migration: Migration,
+    operation_states: list[OperationStates],
+    fake: bool,
+) -> None:
+    """Apply ``migration`` as ``MigrationExecutor.apply_migration`` and ``Migration.apply`` do,
+    with the states computed once for the group: only the database work runs per schema."""
+    connection = executor.connection
+    assert executor.progress_callback is not None
+    executor.progress_callback("apply_start", migration, fake)
+    recorded = False
+    if not fake:
+        with connection.schema_editor(atomic=migration.atomic) as editor:
+            for operation, from_state, to_state in operation_states:
+                atomic_operation = operation.atomic or (
+                    migration.atomic and operation.atomic is not False
+                )
+                if not editor.atomic_migration and atomic_operation:
+                    with transaction.atomic(connection.alias):
+                        operation.database_forwards(
+                            migration.app_label, editor, from_state, to_state
+                        )
+                else:
+                    operation.database_forwards(migration.app_label, editor, from_state, to_state)
+            if not editor.deferred_sql:
+                executor.record_migration(migration)
+                recorded = True
+    if not recorded:
+        executor.record_migration(migration)
+    executor.progress_callback("apply_success", migration, fake)
 
 
 def _describe(exc: BaseException) -> str:
@@ -381,5 +490,8 @@ def _post_migrate_apps(state: ProjectState) -> StateApps:
 def _create_migrations_table(connection: BaseDatabaseWrapper, schema_name: str) -> None:
     # Without public on the search_path, so the table is created in (and only looked for in) the
     # tenant's schema, never found in public by mistake.
+    # Known to be missing (the read under the lock found none): created without Django's
+    # has_table(), which lists every relation of the database.
     connection.set_schema(schema_name, include_public=False)
-    MigrationRecorder(connection).ensure_schema()
+    with connection.schema_editor() as editor:
+        editor.create_model(MigrationRecorder.Migration)

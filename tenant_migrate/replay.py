@@ -178,35 +178,31 @@ def replay(
     connection: BaseDatabaseWrapper,
     schema_name: str,
     search_path: Sequence[str],
-    step: ReplayStep,
+    steps: Sequence[ReplayStep],
 ) -> None:
-    """Run ``step``'s SQL and its ``django_migrations`` change in ``schema_name``, in one round
-    trip and one transaction.
+    """Run the SQL of ``steps`` (consecutive replayable migrations) and their ``django_migrations``
+    changes in ``schema_name``, in one round trip and one transaction.
 
     The statements go as one simple-query string, which PostgreSQL runs as a single implicit
     transaction (PostgreSQL docs, "Protocol Flow: Multiple Statements in a Simple Query"): either
-    all of them and the record take effect, or none. Raises Django's ``DatabaseError`` subclasses
-    as the ORM would.
+    all of them and their records take effect, or none. Raises Django's ``DatabaseError``
+    subclasses as the ORM would.
     """
-    assert step.sql is not None
     quote = connection.ops.quote_name
     table = f"{quote(schema_name)}.{quote(MIGRATIONS_TABLE)}"
-    if step.backwards:
-        record = "".join(
-            f"DELETE FROM {table} WHERE (app, name) = ({values});"
-            for values in step.recorded_values
-        )
-    else:
-        record = "".join(
-            f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());"
-            for values in step.recorded_values
-        )
-    path = ", ".join(quote(name) for name in search_path)
-    text = f"SET LOCAL search_path = {path};\n{step.sql}\n{record}"
+    parts = [f"SET LOCAL search_path = {', '.join(quote(name) for name in search_path)};"]
+    for step in steps:
+        assert step.sql is not None
+        parts.append(step.sql)
+        for values in step.recorded_values:
+            if step.backwards:
+                parts.append(f"DELETE FROM {table} WHERE (app, name) = ({values});")
+            else:
+                parts.append(f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());")
     if not connection.get_autocommit():
         raise RuntimeError("Replaying a migration needs a connection in autocommit mode.")
     with driver_cursor(connection) as cursor:
-        cursor.execute(text)
+        cursor.execute("\n".join(parts))
 
 
 def _terminated(statement: str) -> str:
