@@ -283,7 +283,7 @@ def _migrate_pilot(
     post_migrate_apps = _post_migrate_apps(post_migrate_state)
     writes = WriteDetector()
     with connection.execute_wrapper(writes):
-        emit_post_migrate_signal(0, False, connection.alias, apps=post_migrate_apps, plan=plan)
+        _emit_post_migrate(connection, post_migrate_apps, plan)
 
     steps = replay_steps(connection, capture.migrations)
     backwards = any(step.backwards for step in steps)
@@ -331,9 +331,14 @@ def _migrate_follower(
         if planner.loader.replacements:
             executor.check_replacements()
     if program.post_migrate_per_schema:
-        emit_post_migrate_signal(
-            0, False, connection.alias, apps=program.post_migrate_apps, plan=plan
-        )
+        _emit_post_migrate(connection, program.post_migrate_apps, plan)
+
+
+def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:
+    """Send ``post_migrate`` as Django's ``migrate`` does, in one transaction: the content types
+    and permissions of each app are otherwise committed app by app (a disk flush each)."""
+    with transaction.atomic(connection.alias):
+        emit_post_migrate_signal(0, False, connection.alias, apps=apps, plan=plan)
 
 
 def _replay_batches(steps: list[ReplayStep]) -> Iterator[tuple[int, list[ReplayStep]]]:
