@@ -169,6 +169,29 @@ def test_error_report_without_the_file_keeps_every_column(
     assert by_row["4"]["Zip"] == "75004"
 
 
+def test_error_report_of_a_workbook_keeps_its_column_order(
+    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+) -> None:
+    from openpyxl import Workbook
+
+    tenant = make_tenant()
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Zip", "Email", "First Name"])
+    sheet.append([75001, "@not an e-mail", "Ada"])
+    sheet.append([75002, "grace@example.com", "Grace"])
+    path = tmp_path / "people.xlsx"
+    workbook.save(path)
+    record = import_file(tenant, path)
+
+    rows = report_of(record, tenant.schema_name)
+
+    assert rows == [
+        [*REPORT_HEADER, "Zip", "Email", "First Name"],
+        ["1", ErrorType.INVALID_EMAIL, "email", rows[1][3], "75001", "'@not an e-mail", "Ada"],
+    ]
+
+
 def test_error_report_columns_do_not_clash_with_the_file_columns(
     tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
 ) -> None:
