@@ -7,15 +7,22 @@ and fails the same way: database errors are re-raised as Django's (``IntegrityEr
 ``COPY`` returns no ids, so ``ModelRows`` takes primary keys from the table's sequence beforehand
 (``next_ids``) when the model's primary key is an auto field.
 
+Rows are formatted as ``COPY``'s text format here (strings escaped with one ``str.translate``,
+numbers, dates and times in ISO form, ``None`` as ``\\N``) and sent in chunks; a value of any
+other type sends its row through psycopg's own ``write_row``.
+
 Each ``COPY`` is appended to ``connection.queries_log`` when Django logs queries (``DEBUG`` or
 ``CaptureQueriesContext``), so counting statements still counts it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
 from itertools import repeat
 from typing import Any
 
@@ -24,13 +31,36 @@ from django.db.models.fields import NOT_PROVIDED
 
 Prepare = Callable[[Any], Any]
 
+#: Rows sent to the server per ``write`` call.
+CHUNK_ROWS = 500
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
-def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """``COPY`` ``rows`` (tuples of Python values in ``columns`` order) into ``table``.
 
-    ``table`` is the unqualified table name, found on the connection's ``search_path``. Values
-    are adapted by psycopg (``None`` is NULL; pass JSON as text). Returns the number of rows
-    written. Raises Django's database errors (``IntegrityError`` on a violated constraint...).
+def copy_text(value: Any) -> str:
+    """``value`` in ``COPY``'s text format. Raises TypeError for a type it does not know."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_TEXT_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # "nan", "inf": PostgreSQL reads them case-insensitively
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    raise TypeError(f"No COPY text for {type(value).__name__}.")
+
+
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[str | Sequence[Any]]) -> int:
+    """``COPY`` ``rows`` into ``table``; return how many were written.
+
+    Each row is a tuple of Python values in ``columns`` order (``None`` is NULL; pass JSON as
+    text) or a line already in ``COPY``'s text format, without its line end (``ModelRows.rows``
+    gives those). ``table`` is the unqualified table name, found on the connection's
+    ``search_path``. Raises Django's database errors (``IntegrityError`` on a violated
+    constraint...).
     """
     quote = connection.ops.quote_name
     statement = f"COPY {quote(table)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"
@@ -41,15 +71,44 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]])
         connection.wrap_database_errors,
         cursor.cursor.copy(statement) as copy,
     ):
-        write_row = copy.write_row
+        chunk: list[str] = []
         for row in rows:
-            write_row(row)
             count += 1
+            line = row if row.__class__ is str else text_line(row)
+            if line is None:
+                _flush(copy, chunk)
+                copy.write_row(row)
+                continue
+            chunk.append(line)  # type: ignore[arg-type]
+            if len(chunk) >= CHUNK_ROWS:
+                _flush(copy, chunk)
+        _flush(copy, chunk)
     if connection.queries_logged:
         connection.queries_log.append(
             {"sql": f"{statement} -- {count} rows", "time": f"{time.monotonic() - started:.3f}"}
         )
     return count
+
+
+def text_line(values: Iterable[Any]) -> str | None:
+    """``values`` as one line of ``COPY``'s text format; None when a value's type is unknown."""
+    escapes = _TEXT_ESCAPES
+    try:
+        return "\t".join(
+            [
+                value.translate(escapes) if value.__class__ is str else copy_text(value)
+                for value in values
+            ]
+        )
+    except TypeError:
+        return None
+
+
+def _flush(copy: Any, lines: list[str]) -> None:
+    if lines:
+        lines.append("")
+        copy.write("\n".join(lines))
+        lines.clear()
 
 
 def next_ids(model: type[models.Model], count: int) -> list[int]:
@@ -134,26 +193,52 @@ class ModelRows:
 
     def rows(
         self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None = None
-    ) -> Iterable[tuple[Any, ...]]:
-        """``COPY`` rows for ``values`` (one sequence per row, in ``given`` order), with ``ids``
-        (as many as rows) as primary keys when ``with_ids``."""
+    ) -> Iterator[str | tuple[Any, ...]]:
+        """Rows for ``copy_rows``: one per item of ``values`` (a sequence in ``given`` order),
+        with ``ids`` (as many as rows) as primary keys when ``with_ids``.
+
+        A row is a line of ``COPY`` text, or a tuple of values when one has a type ``copy_text``
+        does not know (psycopg adapts those). The batch's constant values are formatted once.
+        """
         template = self.model()
         constants = tuple(
             field.get_db_prep_save(field.pre_save(template, add=True), connection)
             for field in self.per_batch
         )
+        tail = text_line(constants)
         per_row = self.per_row
-        converted = [(index, prepare) for index, prepare in enumerate(self.prepare) if prepare]
+        prepare = self.prepare
+        escapes = _TEXT_ESCAPES
         keys: Iterable[tuple[Any, ...]] = ((pk,) for pk in ids) if self.with_ids else repeat(())
         for key, row in zip(keys, values, strict=False):  # keys: as many as rows, or endless
-            if converted:
-                row = list(row)
-                for index, prepare in converted:
-                    row[index] = prepare(row[index])
-            if per_row:
-                generated = tuple(
-                    field.get_db_prep_save(field.get_default(), connection) for field in per_row
-                )
-                yield (*key, *row, *constants, *generated)
-            else:
-                yield (*key, *row, *constants)
+            given = [
+                value if function is None else function(value)
+                for value, function in zip(row, prepare, strict=True)
+            ]
+            generated = tuple(
+                field.get_db_prep_save(field.get_default(), connection) for field in per_row
+            )
+            if tail is not None:
+                try:
+                    parts = [
+                        value.translate(escapes)
+                        if value.__class__ is str
+                        else str(value)
+                        if value.__class__ is int
+                        else copy_text(value)
+                        for value in (*key, *given)
+                    ]
+                except TypeError:
+                    pass
+                else:
+                    if self.per_batch:
+                        parts.append(tail)
+                    if generated:
+                        extra = text_line(generated)
+                        if extra is None:
+                            yield (*key, *given, *constants, *generated)
+                            continue
+                        parts.append(extra)
+                    yield "\t".join(parts)
+                    continue
+            yield (*key, *given, *constants, *generated)
