@@ -250,15 +250,41 @@ def child_main(contender: str, schema: str, path: str) -> dict[str, Any]:
         return CHILDREN[contender](Path(path))
 
 
+def server_cpu_seconds() -> float | None:
+    """CPU time of this connection's PostgreSQL backend process so far, when the server runs on
+    this machine (read from /proc); None otherwise."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_ours(path: Path) -> dict[str, Any]:
     from bulk_import.importer import create_bulk_import, run_import
 
-    started = time.perf_counter()
+    server_started = server_cpu_seconds()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with path.open("rb") as content:
         record = create_bulk_import(content, path.name)
     record = run_import(record.pk)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "bulk_import_id": record.pk, "status": record.status}
+    cpu_seconds = time.process_time() - cpu_started
+    server_ended = server_cpu_seconds()
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "server_cpu_seconds": (
+            server_ended - server_started if server_started is not None and server_ended else None
+        ),
+        "bulk_import_id": record.pk,
+        "status": record.status,
+    }
 
 
 def child_celery(path: Path) -> dict[str, Any]:
