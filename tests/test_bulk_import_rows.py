@@ -400,3 +400,40 @@ def test_interrupted_import_resumes_after_the_last_committed_batch(
         assert Contact.objects.count() == 5
         assert sorted(record.successes.values_list("row_number", flat=True)) == [3, 4, 5]
         assert run_import(record.pk).created_count == 5  # a finished import is left alone
+
+
+def test_values_with_copy_special_characters_land_unchanged(
+    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+) -> None:
+    """Rows are written with COPY's text format: backslashes, tabs, line ends and ``\\N`` in
+    cells must come back exactly as they were in the file (fields and ``extra``)."""
+    from crm.models import Contact
+
+    tricky = ["back\\slash", "tab\there", "line\nend", "carriage\rreturn", "\\N", "naïve ünïcode"]
+    rows = [
+        [f"First {value}", f"Last {value}", f"p{number}@example.com", value]
+        for number, value in enumerate(tricky)
+    ]
+    path = write_csv(
+        tmp_path / "tricky.csv", [["First Name", "Last Name", "Email", "Notes"], *rows]
+    )
+    tenant = make_tenant()
+
+    record = import_file(tenant, path)
+
+    assert_accounted(record, len(tricky))
+    assert record.created_count == len(tricky)
+    with schema_context(tenant.schema_name):
+        stored = {
+            contact.email: (
+                contact.first_name,
+                contact.last_name,
+                contact.company_id,
+                contact.extra,
+            )
+            for contact in Contact.objects.all()
+        }
+    assert stored == {
+        f"p{number}@example.com": (f"First {value}", f"Last {value}", None, {"Notes": value})
+        for number, value in enumerate(tricky)
+    }
