@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from bulk_import import conf
+from bulk_import.readers import XLSX_READERS, calamine_installed
 
 
 @register()
@@ -59,3 +62,87 @@ def check_visibility_timeout(app_configs: Any = None, **kwargs: Any) -> list[Che
             id="bulk_import.W001",
         )
     ]
+
+
+_LIMIT_SETTINGS = (
+    ("BULK_IMPORT_MAX_FILE_SIZE", conf.max_file_size, "bytes"),
+    ("BULK_IMPORT_MAX_ROWS", conf.max_rows, "rows"),
+    ("BULK_IMPORT_MAX_UNCOMPRESSED_SIZE", conf.max_uncompressed_size, "bytes"),
+)
+
+
+@register()
+def check_read_limits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``bulk_import.E002``: a ``BULK_IMPORT_MAX_*`` size or row limit that is not a positive whole
+    number (or ``None``); ``bulk_import.E003``: a compression ratio that is not a number of at
+    least 1 (or ``None``)."""
+    errors: list[CheckMessage] = []
+    for name, read, unit in _LIMIT_SETTINGS:
+        value = read()
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                Error(
+                    f"{name} is {value!r}; it must be a positive whole number of {unit}, or None "
+                    "for no limit.",
+                    hint=f"See the default of {name} in docs/settings.md.",
+                    id="bulk_import.E002",
+                )
+            )
+    ratio = conf.max_compression_ratio()
+    if ratio is not None and (
+        isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 1
+    ):
+        errors.append(
+            Error(
+                f"BULK_IMPORT_MAX_COMPRESSION_RATIO is {ratio!r}; it must be a number of at least "
+                "1 (uncompressed bytes per file byte), or None for no limit.",
+                hint="Real XLSX and ODS files unpack to 3 to 20 times their size; the default is "
+                "100.",
+                id="bulk_import.E003",
+            )
+        )
+    return errors
+
+
+@register()
+def check_readers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``bulk_import.E004``: ``BULK_IMPORT_XLSX_READER`` unknown; ``bulk_import.E005``: it is
+    ``"calamine"`` but python-calamine is not installed; ``bulk_import.E006``: an unknown codec in
+    ``BULK_IMPORT_PREFERRED_ENCODINGS``."""
+    errors: list[CheckMessage] = []
+    reader = conf.xlsx_reader()
+    if reader not in XLSX_READERS:
+        errors.append(
+            Error(
+                f"BULK_IMPORT_XLSX_READER is {reader!r}; expected one of "
+                f"{', '.join(map(repr, XLSX_READERS))}.",
+                id="bulk_import.E004",
+            )
+        )
+    elif reader == "calamine" and not calamine_installed():
+        errors.append(
+            Error(
+                "BULK_IMPORT_XLSX_READER is 'calamine' but python-calamine is not installed.",
+                hint="pip install 'django-tenant-toolkit[calamine]', or use 'openpyxl'.",
+                id="bulk_import.E005",
+            )
+        )
+    try:
+        encodings = conf.preferred_encodings()
+    except TypeError:
+        encodings = (repr(getattr(settings, "BULK_IMPORT_PREFERRED_ENCODINGS", None)),)
+    for encoding in encodings:
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):
+            errors.append(
+                Error(
+                    f"BULK_IMPORT_PREFERRED_ENCODINGS names {encoding!r}, which is not a Python "
+                    "codec.",
+                    hint="Use codec names such as 'cp1252' or 'cp1250'.",
+                    id="bulk_import.E006",
+                )
+            )
+    return errors

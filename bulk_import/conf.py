@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+
+DEFAULT_MAX_FILE_SIZE = 512 * 1024 * 1024
+DEFAULT_MAX_ROWS = 2_000_000
+DEFAULT_MAX_UNCOMPRESSED_SIZE = 1024 * 1024 * 1024
+DEFAULT_MAX_COMPRESSION_RATIO = 100
 
 
 def contact_model_label() -> str:
@@ -63,3 +70,49 @@ def retention_days() -> int:
     Default 90 days; finished imports older than this are deleted with their records and files.
     """
     return int(getattr(settings, "BULK_IMPORT_RETENTION_DAYS", 90))
+
+
+def _optional_number(name: str, default: float | None) -> Any:
+    """The setting ``name``, or ``default`` when unset; ``None`` means "no limit"."""
+    return getattr(settings, name, default)
+
+
+def max_file_size() -> int | None:
+    """``BULK_IMPORT_MAX_FILE_SIZE``: largest file an import reads, in bytes; ``None``: no limit.
+
+    Default 512 MB (536,870,912 bytes).
+    """
+    return _optional_number("BULK_IMPORT_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)
+
+
+def max_rows() -> int | None:
+    """``BULK_IMPORT_MAX_ROWS``: most data rows (blank records not counted) an import accepts;
+    ``None``: no limit. Default 2,000,000 rows."""
+    return _optional_number("BULK_IMPORT_MAX_ROWS", DEFAULT_MAX_ROWS)
+
+
+def max_uncompressed_size() -> int | None:
+    """``BULK_IMPORT_MAX_UNCOMPRESSED_SIZE``: largest total size, in bytes, that the members of an
+    XLSX or ODS archive may declare; ``None``: no limit. Default 1 GB (1,073,741,824 bytes)."""
+    return _optional_number("BULK_IMPORT_MAX_UNCOMPRESSED_SIZE", DEFAULT_MAX_UNCOMPRESSED_SIZE)
+
+
+def max_compression_ratio() -> float | None:
+    """``BULK_IMPORT_MAX_COMPRESSION_RATIO``: largest ratio of an XLSX or ODS archive's declared
+    uncompressed size to its file size; ``None``: no limit. Default 100 (real workbooks: 3-20)."""
+    return _optional_number("BULK_IMPORT_MAX_COMPRESSION_RATIO", DEFAULT_MAX_COMPRESSION_RATIO)
+
+
+def xlsx_reader() -> str:
+    """``BULK_IMPORT_XLSX_READER``: ``"openpyxl"`` (streams, one row in memory) or ``"calamine"``
+    (faster, loads the sheet into memory; needs python-calamine). Default ``"openpyxl"``."""
+    return getattr(settings, "BULK_IMPORT_XLSX_READER", "openpyxl")
+
+
+def preferred_encodings() -> tuple[str, ...]:
+    """``BULK_IMPORT_PREFERRED_ENCODINGS``: legacy encodings, most preferred first, that CSV
+    detection picks when charset-normalizer finds them as plausible as its best guess.
+
+    Default ``("cp1252",)`` (Windows Western European, what Excel writes on such systems).
+    """
+    return tuple(getattr(settings, "BULK_IMPORT_PREFERRED_ENCODINGS", ("cp1252",)))

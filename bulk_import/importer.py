@@ -45,7 +45,7 @@ from bulk_import.models import (
     BulkImportSuccess,
     ErrorType,
 )
-from bulk_import.readers import ImportFileError, Row, open_reader
+from bulk_import.readers import ImportFileError, Row, open_reader, readable_formats
 from bulk_import.signals import bulk_import_finished
 from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
 
@@ -68,22 +68,33 @@ FORMATS_BY_EXTENSION = {
     ".tsv": BulkImport.Format.CSV,
     ".txt": BulkImport.Format.CSV,
     ".xlsx": BulkImport.Format.XLSX,
+    ".xls": BulkImport.Format.XLS,
+    ".ods": BulkImport.Format.ODS,
 }
 
 
 def file_format_for(filename: str) -> str:
     """Return the BulkImport format of ``filename`` by its extension.
 
-    Raises ImportFileError for any extension but .csv, .tsv, .txt and .xlsx.
+    Raises ImportFileError for an extension not in ``FORMATS_BY_EXTENSION``, or .xls/.ods when
+    python-calamine is not installed; the message lists the extensions this installation reads.
     """
     extension = PurePath(filename).suffix.lower()
-    try:
-        return FORMATS_BY_EXTENSION[extension]
-    except KeyError:
-        supported = ", ".join(FORMATS_BY_EXTENSION)
+    readable = readable_formats()
+    supported = ", ".join(
+        name for name, file_format in FORMATS_BY_EXTENSION.items() if file_format in readable
+    )
+    file_format = FORMATS_BY_EXTENSION.get(extension)
+    if file_format is None:
         raise ImportFileError(
             f"Unsupported file type {extension or '(none)'!r}; supported: {supported}."
-        ) from None
+        )
+    if file_format not in readable:
+        raise ImportFileError(
+            f"Reading {extension} files needs python-calamine, which is not installed "
+            f"(pip install 'django-tenant-toolkit[calamine]'); supported: {supported}."
+        )
+    return file_format
 
 
 def create_bulk_import(
@@ -306,7 +317,10 @@ class ContactImporter:
     def run(self) -> None:
         with self.record.file.open("rb") as fh:
             reader = open_reader(
-                fh, self.record.format, encoding=self.record.options.get("encoding")
+                fh,
+                self.record.format,
+                encoding=self.record.options.get("encoding"),
+                sheet=self.record.options.get("sheet"),
             )
             try:
                 mapping = map_headers(reader.headers, set(self.fields))

@@ -20,13 +20,17 @@ from bulk_import.tasks import enqueue_bulk_import
 
 
 class Command(BaseCommand):
-    help = "Import contacts from a CSV or XLSX file into a tenant's schema, run by a Celery worker."
+    help = (
+        "Import contacts from a CSV, XLSX, XLS or ODS file into a tenant's schema, run by a "
+        "Celery worker."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "path",
             nargs="?",
-            help="The CSV (comma, semicolon, tab or | separated) or XLSX file to import.",
+            help="The CSV (comma, semicolon, tab or | separated), XLSX, XLS or ODS file to import "
+            "(XLS and ODS need python-calamine).",
         )
         parser.add_argument(
             "--tenant",
@@ -58,6 +62,10 @@ class Command(BaseCommand):
             "batch (rows so far are kept); with --wait, until it has stopped.",
         )
         parser.add_argument(
+            "--sheet",
+            help="Name of the workbook's sheet to import (default: the first worksheet).",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=None,
@@ -74,6 +82,7 @@ class Command(BaseCommand):
         sync: bool,
         timeout: float | None,
         encoding: str | None,
+        sheet: str | None = None,
         **options: Any,
     ) -> None:
         if cancel is not None:
@@ -90,10 +99,13 @@ class Command(BaseCommand):
         self._check_tenant(tenant)
         with schema_context(tenant):
             with transaction.atomic(), source.open("rb") as content:
+                import_options = {
+                    name: value
+                    for name, value in (("encoding", encoding), ("sheet", sheet))
+                    if value
+                }
                 try:
-                    record = create_bulk_import(
-                        content, source.name, options={"encoding": encoding} if encoding else {}
-                    )
+                    record = create_bulk_import(content, source.name, options=import_options)
                 except ImportFileError as exc:
                     raise CommandError(f"Cannot import {source.name}: {exc}") from exc
                 if not sync:
