@@ -77,7 +77,10 @@ def file_headers(bulk_import: BulkImport) -> list[str] | None:
     try:
         with bulk_import.file.open("rb") as fh:
             reader = open_reader(
-                fh, bulk_import.format, encoding=bulk_import.options.get("encoding")
+                fh,
+                bulk_import.format,
+                encoding=bulk_import.options.get("encoding"),
+                sheet=bulk_import.options.get("sheet"),
             )
             try:
                 return list(reader.headers)

@@ -466,6 +466,21 @@ def test_sheet_option_of_the_command(tmp_path: Path, make_tenant: MakeTenant) ->
         assert "its sheets: 'Contacts', 'Other'" in failed.failure_reason
 
 
+def test_error_report_reads_the_headers_of_the_imported_sheet(
+    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+) -> None:
+    from bulk_import.error_report import file_headers
+
+    tenant = make_tenant()
+    path = tmp_path / "book.xlsx"
+    path.write_bytes(xlsx_workbook())
+
+    record = import_file(tenant, path, {"sheet": "Other"})
+
+    with schema_context(tenant.schema_name):
+        assert file_headers(record) == ["Name", "Email"]
+
+
 def test_without_calamine_xls_and_ods_are_refused_naming_the_supported_formats(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
