@@ -95,3 +95,17 @@ def post_migrate_scope() -> str:
     schema in the same state. Checked by tenant_migrate.E004.
     """
     return getattr(settings, "TENANT_MIGRATE_POST_MIGRATE", "group")
+
+
+def celery_chunk_size() -> int:
+    """``TENANT_MIGRATE_CELERY_CHUNK_SIZE``: tenant schemas per Celery task with
+    ``migrate_tenants --executor celery``. Default 10: large enough that a task's fixed costs (one
+    read of the chunk's applied migrations, one database connection) are shared, small enough that
+    the workers' processes stay evenly busy. 1 sends one task per tenant."""
+    return max(int(getattr(settings, "TENANT_MIGRATE_CELERY_CHUNK_SIZE", 10)), 1)
+
+
+def celery_poll_interval() -> float:
+    """``TENANT_MIGRATE_CELERY_POLL_INTERVAL``: seconds between two reads of the run records while
+    ``migrate_tenants --executor celery`` waits for the workers. Default 0.5 seconds."""
+    return float(getattr(settings, "TENANT_MIGRATE_CELERY_POLL_INTERVAL", 0.5))

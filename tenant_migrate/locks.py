@@ -46,18 +46,23 @@ def unlock_schema(connection: BaseDatabaseWrapper, schema_name: str) -> None:
 
 
 def lock_run(connection: BaseDatabaseWrapper, run_id: int) -> None:
-    """Hold the run's lock for this session's lifetime: it tells other runs this one is alive."""
+    """Hold the run's lock for this session's lifetime: it tells other runs this one is alive.
+
+    The lock is taken in shared mode, so several sessions may hold it at once: the command, and
+    with ``--executor celery`` each worker process while it runs one of the run's tasks.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+        cursor.execute("SELECT pg_advisory_lock_shared(%s, %s)", [RUN_LOCK_CLASS, run_id])
 
 
 def unlock_run(connection: BaseDatabaseWrapper, run_id: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_CLASS, run_id])
+        cursor.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [RUN_LOCK_CLASS, run_id])
 
 
 def run_is_alive(connection: BaseDatabaseWrapper, run_id: int) -> bool:
-    """True if some session holds the run's lock (the run's process is still connected)."""
+    """True if some session holds the run's lock (the run's command, or a Celery worker running
+    one of its tasks, is still connected)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, run_id])
         if not cursor.fetchone()[0]:

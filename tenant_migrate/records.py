@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from tenant_migrate.executor import SchemaOutcome
@@ -70,22 +70,43 @@ def add_up_to_date_schemas(run: MigrationRun, schema_names: list[str]) -> None:
     )
 
 
+# A schema whose TenantRun has one of these statuses still has work to do in its run.
+UNFINISHED = (TenantRun.Status.PENDING, TenantRun.Status.RUNNING)
+
+# Key of ``MigrationRun.arguments`` set once every Celery task of a run was sent to the broker.
+CELERY_TASKS_SENT = "celery_tasks_sent"
+
+
 def mark_interrupted_runs(is_alive: Callable[[int], bool]) -> list[int]:
     """Mark ``running`` runs whose process is gone as interrupted, with their unfinished
-    schemas; return their ids. ``is_alive(run_id)`` tells whether a run's process still runs."""
+    schemas; return their ids. ``is_alive(run_id)`` tells whether some session holds the run's
+    lock (``locks.run_is_alive``).
+
+    A run of the Celery executor whose tasks were all sent (``CELERY_TASKS_SENT``) is alive
+    without any lock while it has unfinished schemas: its tasks wait in the broker, and a task
+    re-delivered after a worker crash resumes its schemas. Once its schemas are all finished it is
+    finished here (as its last task would have done), not marked interrupted. A Celery run whose
+    command died before every task was sent is marked interrupted like any other: tasks that do
+    arrive later find their schemas interrupted and leave them alone.
+    """
     connection.set_schema_to_public()
-    dead = [
-        run_id
-        for run_id in MigrationRun.objects.filter(status=MigrationRun.Status.RUNNING).values_list(
-            "pk", flat=True
-        )
-        if not is_alive(run_id)
-    ]
+    dead = []
+    for run_id, executor, arguments in MigrationRun.objects.filter(
+        status=MigrationRun.Status.RUNNING
+    ).values_list("pk", "executor", "arguments"):
+        if is_alive(run_id):
+            continue
+        if executor == "celery" and (arguments or {}).get(CELERY_TASKS_SENT):
+            if TenantRun.objects.filter(run_id=run_id, status__in=UNFINISHED).exists():
+                continue  # queued in the broker or being re-delivered
+            if finish_run_if_complete(run_id):
+                continue
+        dead.append(run_id)
     if dead:
-        TenantRun.objects.filter(
-            run_id__in=dead, status__in=[TenantRun.Status.PENDING, TenantRun.Status.RUNNING]
-        ).update(status=TenantRun.Status.INTERRUPTED)
-        MigrationRun.objects.filter(pk__in=dead).update(
+        TenantRun.objects.filter(run_id__in=dead, status__in=UNFINISHED).update(
+            status=TenantRun.Status.INTERRUPTED
+        )
+        MigrationRun.objects.filter(pk__in=dead, status=MigrationRun.Status.RUNNING).update(
             status=MigrationRun.Status.INTERRUPTED, finished_at=timezone.now()
         )
     return dead
@@ -106,7 +127,126 @@ def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: b
 
 
 def _record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: bool) -> None:
-    MigrationRecord.objects.bulk_create(
+    MigrationRecord.objects.bulk_create(_migration_records(run, outcome))
+    tenant_run = _tenant_run_fields(outcome)
+    # The row exists (pending) for every tenant of the run; not for the public schema.
+    if not TenantRun.objects.filter(run=run, schema_name=outcome.schema_name).update(**tenant_run):
+        TenantRun.objects.create(run=run, schema_name=outcome.schema_name, **tenant_run)
+    if count:
+        _count(run.pk, outcome.status)
+
+
+def claim_schema(run_id: int, schema_name: str) -> bool:
+    """Mark the schema ``running`` in run ``run_id`` if it is still unfinished (pending, or
+    running in a task that died); return False if it is already finished or interrupted.
+
+    The Celery executor calls it while holding the schema's advisory lock, so of two deliveries
+    of the same task only one finds the schema unfinished and migrates it.
+    """
+    connection.set_schema_to_public()
+    claimed = TenantRun.objects.filter(
+        run_id=run_id, schema_name=schema_name, status__in=UNFINISHED
+    ).update(status=TenantRun.Status.RUNNING, started_at=timezone.now())
+    return claimed == 1
+
+
+def record_claimed_outcome(
+    run_id: int,
+    outcome: SchemaOutcome,
+    *,
+    from_statuses: Iterable[str] = (TenantRun.Status.RUNNING, TenantRun.Status.INTERRUPTED),
+) -> bool:
+    """Store one schema's outcome, in one transaction, if its TenantRun still has one of
+    ``from_statuses``; return whether it was stored.
+
+    The default stores the outcome of a schema this task claimed (``claim_schema``), also when
+    the run was meanwhile marked interrupted (what was applied is then still recorded).
+    ``from_statuses=[PENDING]`` records a schema nobody claimed (a skipped one).
+    """
+    with _asynchronous_commit():
+        updated = TenantRun.objects.filter(
+            run_id=run_id, schema_name=outcome.schema_name, status__in=list(from_statuses)
+        ).update(**_tenant_run_fields(outcome))
+        if not updated:
+            return False
+        MigrationRecord.objects.bulk_create(_migration_records(MigrationRun(pk=run_id), outcome))
+        _count(run_id, outcome.status)
+    return True
+
+
+def skip_pending_schemas(
+    run_id: int, error: str, schema_names: Iterable[str] | None = None
+) -> list[str]:
+    """Mark the run's ``pending`` schemas (all, or those among ``schema_names``) ``skipped``
+    with ``error``, counting them, in one transaction; return their names."""
+    connection.set_schema_to_public()
+    pending = TenantRun.objects.select_for_update().filter(
+        run_id=run_id, status=TenantRun.Status.PENDING
+    )
+    if schema_names is not None:
+        pending = pending.filter(schema_name__in=list(schema_names))
+    with transaction.atomic():
+        names = list(pending.values_list("schema_name", flat=True))
+        if names:
+            now = timezone.now()
+            TenantRun.objects.filter(run_id=run_id, schema_name__in=names).update(
+                status=TenantRun.Status.SKIPPED, error=error, started_at=now, finished_at=now
+            )
+            MigrationRun.objects.filter(pk=run_id).update(
+                skipped_count=F("skipped_count") + len(names)
+            )
+    return names
+
+
+def finish_run_if_complete(run_id: int) -> bool:
+    """Mark run ``run_id`` succeeded or failed if it is ``running`` and none of its schemas is
+    unfinished; return whether this call finished it.
+
+    One conditional UPDATE: when the last two Celery tasks of a run end together, at least one of
+    them sees the other's outcome committed, and only one finishes the run. Outcomes are stored
+    with their counters in one transaction (``record_claimed_outcome``), so the counters the
+    status is computed from are complete.
+    """
+    connection.set_schema_to_public()
+    unfinished = TenantRun.objects.filter(run_id=OuterRef("pk"), status__in=UNFINISHED)
+    finished = (
+        MigrationRun.objects.filter(pk=run_id, status=MigrationRun.Status.RUNNING)
+        .filter(~Exists(unfinished))
+        .update(
+            status=Case(
+                When(
+                    Q(failed_count__gt=0) | Q(skipped_count__gt=0),
+                    then=Value(MigrationRun.Status.FAILED),
+                ),
+                default=Value(MigrationRun.Status.SUCCEEDED),
+            ),
+            finished_at=timezone.now(),
+        )
+    )
+    return finished == 1
+
+
+def mark_celery_tasks_sent(run: MigrationRun, task_count: int) -> None:
+    """Note in the run's arguments that its ``task_count`` Celery tasks are all in the broker
+    (see ``mark_interrupted_runs``)."""
+    connection.set_schema_to_public()
+    run.arguments = {**run.arguments, CELERY_TASKS_SENT: task_count}
+    MigrationRun.objects.filter(pk=run.pk).update(arguments=run.arguments)
+
+
+def _tenant_run_fields(outcome: SchemaOutcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "migrations_count": sum(1 for m in outcome.migrations if m.succeeded),
+        "error": outcome.error,
+        "backup_path": outcome.backup_path,
+        "started_at": outcome.started_at,
+        "finished_at": timezone.now(),
+    }
+
+
+def _migration_records(run: MigrationRun, outcome: SchemaOutcome) -> list[MigrationRecord]:
+    return [
         MigrationRecord(
             run=run,
             schema_name=outcome.schema_name,
@@ -131,26 +271,17 @@ def _record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: 
             checksum=migration.checksum,
         )
         for migration in outcome.migrations
-    )
-    tenant_run = {
-        "status": outcome.status,
-        "migrations_count": sum(1 for m in outcome.migrations if m.succeeded),
-        "error": outcome.error,
-        "backup_path": outcome.backup_path,
-        "started_at": outcome.started_at,
-        "finished_at": timezone.now(),
-    }
-    # The row exists (pending) for every tenant of the run; not for the public schema.
-    if not TenantRun.objects.filter(run=run, schema_name=outcome.schema_name).update(**tenant_run):
-        TenantRun.objects.create(run=run, schema_name=outcome.schema_name, **tenant_run)
-    if count:
-        counter = {
-            "migrated": "migrated_count",
-            "up_to_date": "up_to_date_count",
-            "failed": "failed_count",
-            "skipped": "skipped_count",
-        }[outcome.status]
-        MigrationRun.objects.filter(pk=run.pk).update(**{counter: F(counter) + 1})
+    ]
+
+
+def _count(run_id: int, status: str) -> None:
+    counter = {
+        "migrated": "migrated_count",
+        "up_to_date": "up_to_date_count",
+        "failed": "failed_count",
+        "skipped": "skipped_count",
+    }[status]
+    MigrationRun.objects.filter(pk=run_id).update(**{counter: F(counter) + 1})
 
 
 def finish_run(run: MigrationRun) -> MigrationRun:

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
-from tenant_migrate import conf, locks, records
+from tenant_migrate import celery_executor, conf, locks, records
 from tenant_migrate.applied import read_applied_migrations
 from tenant_migrate.executor import SchemaOutcome, migrate_schema, migration_session_settings
 from tenant_migrate.models import MigrationRun
@@ -18,6 +18,7 @@ from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
 from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
 
 OutcomeCallback = Callable[[int, int, SchemaOutcome], None]  # (position, total, outcome)
+TasksSentCallback = Callable[[MigrationRun, int, int], None]  # (run, tasks sent, schemas in them)
 
 
 @dataclass
@@ -31,8 +32,9 @@ class RunRequest:
     fake: bool = False
     fail_fast: bool = False
     processes: int = 1
-    executor: str = "serial"
+    executor: str = "serial"  # "serial", "parallel:N", "new_tenant" or "celery"
     backup: Callable[[str], str] | None = None  # dumps a tenant schema before it is migrated
+    wait: bool = True  # with the celery executor: wait for the workers to finish
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,12 +57,20 @@ class MigrationRunner:
     """Plans once per group of identical schemas, then applies per schema, recording as it goes.
 
     ``on_outcome`` is called after each schema with ``(position, total, outcome)``; the public
-    schema is reported with position 0.
+    schema is reported with position 0. With the celery executor, ``on_tasks_sent`` is called
+    with ``(run, tasks sent, schemas in them)`` once the tasks are in the broker, and ``run()``
+    returns without tenant outcomes, the run still ``running``, when ``request.wait`` is False.
     """
 
-    def __init__(self, request: RunRequest, on_outcome: OutcomeCallback | None = None) -> None:
+    def __init__(
+        self,
+        request: RunRequest,
+        on_outcome: OutcomeCallback | None = None,
+        on_tasks_sent: TasksSentCallback | None = None,
+    ) -> None:
         self.request = request
         self.on_outcome = on_outcome or (lambda position, total, outcome: None)
+        self.on_tasks_sent = on_tasks_sent or (lambda run, tasks, schemas: None)
         self.planner = TenantPlanner(connection)
         self.targets: list[MigrationTarget] = self.planner.targets(
             request.app_label, request.migration_name
@@ -111,8 +121,14 @@ class MigrationRunner:
                 [name for group in groups if not group.up_to_date for name in group.schema_names],
             )
             outcomes = self._migrate_tenants(run, groups, len(schemas))
+            if self.request.executor == "celery":
+                # Normally the last task finished the run; this covers a run without tasks.
+                records.finish_run_if_complete(run.pk)
+                run.refresh_from_db()
+            else:
+                run = records.finish_run(run)
             return RunResult(
-                run=records.finish_run(run),
+                run=run,
                 public=public_outcome,
                 outcomes=outcomes,
                 interrupted_runs=interrupted,
@@ -124,6 +140,8 @@ class MigrationRunner:
     def _migrate_tenants(
         self, run: MigrationRun, groups: list[SchemaGroup], total: int
     ) -> list[SchemaOutcome]:
+        if self.request.executor == "celery":
+            return self._migrate_tenants_with_celery(run, groups, total)
         if self.request.processes > 1:
             return self._migrate_tenants_in_processes(run, groups, total)
         outcomes: list[SchemaOutcome] = []
@@ -167,17 +185,7 @@ class MigrationRunner:
     def _migrate_tenants_in_processes(
         self, run: MigrationRun, groups: list[SchemaGroup], total: int
     ) -> list[SchemaOutcome]:
-        outcomes: list[SchemaOutcome] = []
-        for group in groups:
-            for schema_name in group.schema_names:
-                if group.error:
-                    outcome = SchemaOutcome(schema_name, status="failed", error=group.error)
-                    records.record_schema_outcome(run, outcome)
-                    outcomes.append(outcome)
-                    self.on_outcome(len(outcomes), total, outcome)
-                elif not group.plan:
-                    outcomes.append(SchemaOutcome(schema_name, status="up_to_date"))
-                    self.on_outcome(len(outcomes), total, outcomes[-1])
+        outcomes = self._settle_unplannable_and_up_to_date(run, groups, total)
         work = [(name, group.plan) for group in groups if group.plan for name in group.schema_names]
         for outcome in migrate_in_processes(
             self.planner,
@@ -191,6 +199,41 @@ class MigrationRunner:
         ):
             outcomes.append(outcome)
             self.on_outcome(len(outcomes), total, outcome)
+        return outcomes
+
+    def _migrate_tenants_with_celery(
+        self, run: MigrationRun, groups: list[SchemaGroup], total: int
+    ) -> list[SchemaOutcome]:
+        outcomes = self._settle_unplannable_and_up_to_date(run, groups, total)
+        work = [name for group in groups if group.plan for name in group.schema_names]
+        chunks = celery_executor.chunked(work, conf.celery_chunk_size())
+        sent = celery_executor.send_tasks(
+            run, chunks, self.targets, fake=self.request.fake, fail_fast=self.request.fail_fast
+        )
+        self.on_tasks_sent(run, sent, sum(len(chunk) for chunk in chunks[:sent]))
+        if not self.request.wait:
+            return outcomes
+        for outcome in celery_executor.wait_for_outcomes(run, work, conf.celery_poll_interval()):
+            outcomes.append(outcome)
+            self.on_outcome(len(outcomes), total, outcome)
+        return outcomes
+
+    def _settle_unplannable_and_up_to_date(
+        self, run: MigrationRun, groups: list[SchemaGroup], total: int
+    ) -> list[SchemaOutcome]:
+        """Record the schemas that could not be planned as failed, report them and the up to
+        date ones; return their outcomes (the executors then get the schemas with a plan)."""
+        outcomes: list[SchemaOutcome] = []
+        for group in groups:
+            for schema_name in group.schema_names:
+                if group.error:
+                    outcome = SchemaOutcome(schema_name, status="failed", error=group.error)
+                    records.record_schema_outcome(run, outcome)
+                    outcomes.append(outcome)
+                    self.on_outcome(len(outcomes), total, outcome)
+                elif not group.plan:
+                    outcomes.append(SchemaOutcome(schema_name, status="up_to_date"))
+                    self.on_outcome(len(outcomes), total, outcomes[-1])
         return outcomes
 
     def _migrate_public(self) -> SchemaOutcome:

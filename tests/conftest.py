@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -168,6 +170,55 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[by
     process = start_celery_worker(Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log")
     yield process
     stop_celery_worker(process)
+
+
+@dataclass
+class CeleryWorker:
+    process: subprocess.Popen[bytes]
+    broker_url: str | None  # None: the broker of the test settings (CELERY_BROKER_URL or files)
+    log_path: Path
+
+
+def rabbitmq_url() -> str | None:
+    """The RabbitMQ broker to test against: ``TEST_RABBITMQ_URL`` (``bash .ci/run`` sets it
+    after starting RabbitMQ; a test using it then fails if it does not answer), else
+    ``amqp://guest:guest@127.0.0.1:5672//`` when something listens on 127.0.0.1:5672, else None."""
+    if os.environ.get("TEST_RABBITMQ_URL"):
+        return os.environ["TEST_RABBITMQ_URL"]
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return None
+    return "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def broker_kind(url: str | None) -> str:
+    """``redis``, ``rabbitmq`` or ``filesystem``: what a broker URL (None: the settings') is."""
+    url = url or os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+    scheme = urlsplit(url).scheme
+    return {"amqp": "rabbitmq", "pyamqp": "rabbitmq", "rediss": "redis"}.get(scheme, scheme)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_on_broker(
+    request: pytest.FixtureRequest, django_db_setup: None
+) -> Iterator[CeleryWorker]:
+    """Parametrized indirectly with a broker URL: a worker (prefork, 2 processes) on that broker.
+    ``None`` reuses ``celery_worker_process`` (the settings' broker); another broker gets a worker
+    of its own, and the test queue is deleted from that broker after the session."""
+    broker_url = request.param
+    if broker_url is None:
+        process = request.getfixturevalue("celery_worker_process")
+        yield CeleryWorker(process, None, Path(os.environ["MEDIA_ROOT"]) / "celery-worker.log")
+        return
+    log_path = Path(os.environ["MEDIA_ROOT"]) / f"celery-worker-{broker_kind(broker_url)}.log"
+    process = start_celery_worker(log_path, env={"CELERY_BROKER_URL": broker_url})
+    yield CeleryWorker(process, broker_url, log_path)
+    stop_celery_worker(process)
+    from kombu import Connection
+
+    with Connection(broker_url) as broker:
+        broker.default_channel.queue_delete(os.environ["CELERY_TASK_DEFAULT_QUEUE"])
 
 
 @pytest.fixture

@@ -33,3 +33,7 @@ if CELERY_BROKER_URL.startswith("redis"):  # noqa: F405
         "unacked_restore_throttle": 1,
     }
     BULK_IMPORT_SOFT_TIME_LIMIT = 40
+
+# Small chunks, so that a handful of tenants spread over the test worker's 2 processes.
+TENANT_MIGRATE_CELERY_CHUNK_SIZE = 2
+TENANT_MIGRATE_CELERY_POLL_INTERVAL = 0.2

@@ -30,11 +30,11 @@ def other_session() -> Iterator[psycopg.Connection]:
         yield session
 
 
-def manage_py(*args: str) -> subprocess.Popen[str]:
+def manage_py(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=EXAMPLE_PROJECT,
-        env=child_process_environment(),
+        env=env or child_process_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -11,6 +11,7 @@ from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate.backups import BackupError, SchemaBackup
 from tenant_migrate.executor import SchemaOutcome
+from tenant_migrate.models import MigrationRun, TenantRun
 from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
 from tenant_migrate.runner import MigrationRunner, RunRequest
 from tenant_migrate.selection import (
@@ -70,6 +71,20 @@ class Command(BaseCommand):
             help="Migrate tenants in N processes on this machine (default 1).",
         )
         parser.add_argument(
+            "--executor",
+            choices=["local", "celery"],
+            default="local",
+            help="Where tenants are migrated: 'local' (this process, or --parallel N processes) "
+            "or 'celery' (tasks of TENANT_MIGRATE_CELERY_CHUNK_SIZE tenants sent to the Celery "
+            "workers; the public schema is still migrated here first).",
+        )
+        parser.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="With --executor celery: print the run id once the tasks are sent and return; "
+            "follow the run with tenant_migration_status or in the admin.",
+        )
+        parser.add_argument(
             "--allow-irreversible",
             action="store_true",
             help="Run a backwards plan even though it contains an irreversible migration.",
@@ -98,6 +113,8 @@ class Command(BaseCommand):
         check_unapplied: bool,
         fail_fast: bool,
         parallel: int,
+        executor: str,
+        no_wait: bool,
         allow_irreversible: bool,
         fake: bool,
         backup_dir: str | None,
@@ -105,10 +122,26 @@ class Command(BaseCommand):
         **options: Any,
     ) -> None:
         self.verbosity = verbosity
+        self._sent_run: int | None = None  # set once Celery tasks are sent
         if parallel < 1:
             raise CommandError("--parallel takes a number of processes, 1 or more.")
         if sql and not plan:
             raise CommandError("--sql only goes with --plan: it prints the planned SQL.")
+        if executor == "celery" and parallel != 1:
+            raise CommandError(
+                "--parallel is for the local executor; with --executor celery the workers' "
+                "concurrency decides (celery worker --concurrency N)."
+            )
+        if executor == "celery" and backup_dir:
+            raise CommandError(
+                "--backup-dir is for the local executor: with --executor celery the dumps would "
+                "be written on the workers' machines."
+            )
+        if no_wait and executor != "celery":
+            raise CommandError("--no-wait needs --executor celery.")
+        run_executor = "serial" if parallel == 1 else f"parallel:{parallel}"
+        if executor == "celery":
+            run_executor = "celery"
         public = get_public_schema_name()
         try:
             schemas = select_tenant_schemas(tenants, exclude)
@@ -125,7 +158,8 @@ class Command(BaseCommand):
             backup=self._backup(backup_dir)
             if backup_dir and not (plan or check_unapplied)
             else None,
-            executor="serial" if parallel == 1 else f"parallel:{parallel}",
+            executor=run_executor,
+            wait=not no_wait,
             arguments={
                 "app_label": app_label,
                 "migration_name": migration_name,
@@ -135,10 +169,14 @@ class Command(BaseCommand):
                 "fail_fast": fail_fast,
                 "parallel": parallel,
                 "backup_dir": backup_dir,
+                "executor": executor,
+                "no_wait": no_wait,
             },
         )
         try:
-            runner = MigrationRunner(request, on_outcome=self._report_outcome)
+            runner = MigrationRunner(
+                request, on_outcome=self._report_outcome, on_tasks_sent=self._report_tasks_sent
+            )
             if plan or check_unapplied:
                 public_groups, groups = runner.plan()
                 if plan:
@@ -155,6 +193,13 @@ class Command(BaseCommand):
             result = runner.run()
         except PlanningError as exc:
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            if self._sent_run is None:
+                raise
+            raise CommandError(
+                f"Stopped waiting. Run {self._sent_run} goes on in the Celery workers: follow it "
+                "with tenant_migration_status or in the admin."
+            ) from None
 
         if result.public and result.public.failed:
             raise CommandError(
@@ -167,6 +212,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(f"Run {run_id} had been interrupted; marked as interrupted.")
             )
+        if run.status == MigrationRun.Status.RUNNING:  # --no-wait: the workers carry on
+            self._report_sent_run(run)
+            return
         summary = (
             f"Migrated {run.migrated_count} tenant(s), {run.up_to_date_count} already up to date, "
             f"{run.failed_count} failed"
@@ -202,6 +250,26 @@ class Command(BaseCommand):
                 + "\nUse --allow-irreversible to try anyway (Django then stops each tenant at "
                 "that migration)."
             )
+
+    def _report_sent_run(self, run: MigrationRun) -> None:
+        """Report a run left to the Celery workers (``--no-wait``); CommandError if some
+        tenants could not be sent."""
+        not_sent = list(run.tenant_runs.filter(status=TenantRun.Status.SKIPPED))
+        line = (
+            f"Run {run.pk} goes on in the Celery workers: {run.tenant_count} tenant(s), "
+            f"{run.up_to_date_count} already up to date, {run.failed_count} failed so far. "
+            "Follow it with tenant_migration_status or in the admin."
+        )
+        self.stdout.write(self.style.WARNING(line) if not_sent else self.style.SUCCESS(line))
+        for tenant_run in not_sent:
+            self.stdout.write(f"  {tenant_run.schema_name}: {tenant_run.error}")
+        if not_sent:
+            raise CommandError(f"{len(not_sent)} tenant(s) could not be sent to the workers.")
+
+    def _report_tasks_sent(self, run: MigrationRun, tasks: int, schemas: int) -> None:
+        self._sent_run = run.pk
+        if self.verbosity >= 1 and tasks:
+            self.stdout.write(f"Run {run.pk}: sent {schemas} tenant(s) in {tasks} Celery task(s).")
 
     def _report_outcome(self, position: int, total: int, outcome: SchemaOutcome) -> None:
         if self.verbosity < 1:
