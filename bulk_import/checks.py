@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
+import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -146,3 +147,33 @@ def check_readers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+@register()
+def check_phone_region(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    region = conf.default_phone_region()
+    if region is None or str(region).upper() in phonenumbers.SUPPORTED_REGIONS:
+        return []
+    return [
+        Error(
+            f"BULK_IMPORT_DEFAULT_PHONE_REGION is {region!r}, which phonenumbers does not know.",
+            hint="Set an ISO 3166-1 alpha-2 region code such as 'US', 'GB' or 'DE', or None.",
+            id="bulk_import.E007",
+        )
+    ]
+
+
+@register()
+def check_date_order(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from bulk_import.options import DATE_ORDERS
+
+    order = conf.date_order()
+    if order in DATE_ORDERS:
+        return []
+    return [
+        Error(
+            f"BULK_IMPORT_DATE_ORDER is {order!r}.",
+            hint=f"Set one of: {', '.join(DATE_ORDERS)}.",
+            id="bulk_import.E008",
+        )
+    ]

@@ -116,3 +116,23 @@ def preferred_encodings() -> tuple[str, ...]:
     Default ``("cp1252",)`` (Windows Western European, what Excel writes on such systems).
     """
     return tuple(getattr(settings, "BULK_IMPORT_PREFERRED_ENCODINGS", ("cp1252",)))
+
+
+def default_phone_region() -> str | None:
+    """``BULK_IMPORT_DEFAULT_PHONE_REGION``: region of phone numbers written without ``+``.
+
+    An ISO 3166-1 alpha-2 code known to ``phonenumbers`` (checked by ``bulk_import.E007``), or
+    None to accept only numbers in international form. Default ``"US"``. An import's
+    ``phone_region`` option overrides it.
+    """
+    return getattr(settings, "BULK_IMPORT_DEFAULT_PHONE_REGION", "US")
+
+
+def date_order() -> str:
+    """``BULK_IMPORT_DATE_ORDER``: how non-ISO dates are read: ``"iso"``, ``"dmy"`` or ``"mdy"``.
+
+    Default ``"iso"`` (only ISO 8601 dates and Excel serial numbers; ``03/04/1980`` is rejected
+    rather than guessed). Checked by ``bulk_import.E008``; an import's ``date_order`` option
+    overrides it.
+    """
+    return getattr(settings, "BULK_IMPORT_DATE_ORDER", "iso")

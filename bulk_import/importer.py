@@ -16,6 +16,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePath
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from bulk_import import conf
 from bulk_import.copy_writer import ModelRows, copy_rows, next_ids
-from bulk_import.mapping import FIELD_ALIASES, FULL_NAME, map_headers
+from bulk_import.mapping import CONTACT_FIELDS, map_headers
 from bulk_import.models import (
     BulkImport,
     BulkImportError,
@@ -45,6 +46,7 @@ from bulk_import.models import (
     BulkImportSuccess,
     ErrorType,
 )
+from bulk_import.options import parse_options
 from bulk_import.readers import ImportFileError, Row, open_reader, readable_formats
 from bulk_import.signals import bulk_import_finished
 from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
@@ -61,6 +63,8 @@ FINISHED_STATUSES = {
 BATCH_ATTEMPTS = 3
 #: Company ids an import remembers between batches (name -> id), at most.
 COMPANY_CACHE_SIZE = 100_000
+#: PostgreSQL's limit of bind parameters in one statement (a 16-bit count in the wire protocol).
+MAX_QUERY_PARAMETERS = 65535
 
 
 FORMATS_BY_EXTENSION = {
@@ -265,6 +269,15 @@ class FieldCounts:
     invalid: int = 0
 
 
+@dataclass(frozen=True)
+class Existing:
+    """A contact found by (e-mail, company): ``import_row`` when this import already wrote it,
+    ``contact`` loaded (and locked) only in upsert mode."""
+
+    import_row: int | None
+    contact: models.Model | None
+
+
 #: A row of BulkImportError without its import: (row_number, field, error_type, message, raw_row).
 ErrorValues = tuple[int, str, str, str, dict[str, str]]
 
@@ -280,21 +293,31 @@ class ContactImporter:
         self.record = record
         self.contact_model = apps.get_model(conf.contact_model_label())
         opts = self.contact_model._meta
-        self.fields = {
-            f.name: f
-            for f in opts.concrete_fields
-            if f.name in FIELD_ALIASES and f.name != FULL_NAME
-        }
+        self.fields = {f.name: f for f in opts.concrete_fields if f.name in CONTACT_FIELDS}
         self.company_model: type[models.Model] | None = None
         max_lengths: dict[str, int | None] = {
             name: getattr(f, "max_length", None) for name, f in self.fields.items()
+        }
+        self.date_fields = {
+            name
+            for name, f in self.fields.items()
+            if isinstance(f, models.DateField) and not isinstance(f, models.DateTimeField)
         }
         if "company" in self.fields:
             self.company_model = self.fields["company"].related_model
             max_lengths["company"] = self.company_model._meta.get_field("name").max_length
         self.max_lengths = max_lengths
         self.has_extra = any(f.name == "extra" for f in opts.concrete_fields)
+        self.auto_now_fields = [
+            f.name for f in opts.concrete_fields if getattr(f, "auto_now", False)
+        ]
+        self.options = parse_options(record.options)
         self.value_fields = [name for name in self.fields if name != "company"]
+        #: The value of a field the file does not give: "" for text, None (NULL) otherwise.
+        self.missing_values = {
+            name: "" if isinstance(self.fields[name], models.CharField | models.TextField) else None
+            for name in self.value_fields
+        }
         given = list(self.value_fields)
         if self.company_model is not None:
             given.append("company")
@@ -323,20 +346,28 @@ class ContactImporter:
                 sheet=self.record.options.get("sheet"),
             )
             try:
-                mapping = map_headers(reader.headers, set(self.fields))
+                mapping = map_headers(reader.headers, set(self.fields), self.options.mapping)
+                BulkImport.objects.filter(pk=self.record.pk).update(
+                    column_mapping=mapping.as_pairs(reader.headers)
+                )
                 total = sum(1 for _ in reader.rows())
                 if not total:
                     raise ImportFileError("The file has a header row but no data rows.")
                 BulkImport.objects.filter(pk=self.record.pk).update(total_rows=total)
                 self.progress.total = total
-                self.validator = RowValidator(mapping, self.max_lengths)
+                self.validator = RowValidator(
+                    mapping, self.max_lengths, self.options, self.date_fields
+                )
                 self.stats = {name: FieldCounts() for name in mapping.fields}
                 self.stats.update(self._saved_stats())
-                rows = islice(reader.rows(), self.record.processed_rows, None)
-                for batch in self._checked_batches(rows):
-                    self._import_batch(batch)
-                    if self.cancelled:
-                        break
+                # Closed explicitly: an error in a batch must not leave the generator to be
+                # finalised after the file is closed.
+                with closing(reader.rows()) as all_rows:
+                    rows = islice(all_rows, self.record.processed_rows, None)
+                    for batch in self._checked_batches(rows):
+                        self._import_batch(batch)
+                        if self.cancelled:
+                            break
             finally:
                 reader.close()
         self._save_distinct_counts()
@@ -403,17 +434,26 @@ class ContactImporter:
         existing = self._existing_contacts({email_key for _, email_key, _ in keyed if email_key})
         rows_by_key: dict[tuple[str, int | None], int] = {}
         created: list[tuple[CleanRow, int | None]] = []
+        updated: list[tuple[CleanRow, models.Model]] = []
         skipped = 0
         for row, email_key, company_name in keyed:
             company_id = company_ids.get(company_name)
             key = (email_key, company_id)
-            if email_key and (key in existing or key in rows_by_key):
-                first_row = rows_by_key.get(key) or existing.get(key)
-                errors.append(self._duplicate_record(row, first_row))
-                skipped += 1
-                continue
             if email_key:
-                rows_by_key[key] = row.row_number
+                match = existing.get(key)
+                first_row = rows_by_key.get(key) or (match.import_row if match else None)
+                if first_row is not None:  # an earlier row of this file has it: first wins
+                    errors.append(self._duplicate_record(row, first_row))
+                    skipped += 1
+                    continue
+                if match is not None and match.contact is None:  # create_only
+                    errors.append(self._duplicate_record(row, None))
+                    skipped += 1
+                    continue
+                rows_by_key[key] = row.row_number  # created or updated by this row
+                if match is not None and match.contact is not None:  # upsert
+                    updated.append((row, match.contact))
+                    continue
             created.append((row, company_id))
         ids = self._contact_ids(len(created))
         copy_rows(
@@ -423,13 +463,17 @@ class ContactImporter:
                 (self._contact_values(row, company_id) for row, company_id in created), ids
             ),
         )
+        self._update_contacts(updated)
+        successes = [
+            (self.record.pk, row.row_number, contact_id, BulkImportSuccess.Outcome.CREATED)
+            for (row, _), contact_id in zip(created, ids, strict=True)
+        ]
+        successes += [
+            (self.record.pk, row.row_number, contact.pk, BulkImportSuccess.Outcome.UPDATED)
+            for row, contact in updated
+        ]
         copy_rows(
-            self.success_rows.table,
-            self.success_rows.columns,
-            self.success_rows.rows(
-                (self.record.pk, row.row_number, contact_id, BulkImportSuccess.Outcome.CREATED)
-                for (row, _), contact_id in zip(created, ids, strict=True)
-            ),
+            self.success_rows.table, self.success_rows.columns, self.success_rows.rows(successes)
         )
         copy_rows(
             self.error_rows.table,
@@ -440,6 +484,7 @@ class ContactImporter:
         counters = {
             "processed_rows": F("processed_rows") + row_count,
             "created_count": F("created_count") + len(created),
+            "updated_count": F("updated_count") + len(updated),
             "skipped_count": F("skipped_count") + skipped,
             "error_count": F("error_count") + len(rejected),
             **self.progress.fields(row_count),
@@ -458,12 +503,54 @@ class ContactImporter:
     def _contact_values(self, row: CleanRow, company_id: int | None) -> list[Any]:
         """The values of ``ModelRows(contact model, given)`` for ``row``, in that order."""
         values = row.values
-        result: list[Any] = [values.get(name, "") for name in self.value_fields]
+        missing = self.missing_values
+        result: list[Any] = [values.get(name, missing[name]) for name in self.value_fields]
         if self.company_model is not None:
             result.append(company_id)
         if self.has_extra:
             result.append(row.extra)
         return result
+
+    def _update_contacts(self, updates: list[tuple[CleanRow, models.Model]]) -> None:
+        """Merge each row into its existing contact and write the contacts that changed.
+
+        ``update_fields="empty"`` fills only the contact's empty fields; ``"all"`` overwrites every
+        field the row has a non-empty value for. Empty cells never blank a field; the e-mail and
+        the company (the contact's identity) are never changed; ``extra`` keys are merged by the
+        same rule. Writes with ``bulk_update_values``: one statement per chunk of rows.
+        """
+        overwrite = self.options.update_fields == "all"
+        changed_fields: set[str] = set()
+        changed: list[models.Model] = []
+        for row, contact in updates:
+            fields_changed = False
+            for name, value in row.values.items():
+                if name in ("email", "company") or name not in self.fields or _is_empty(value):
+                    continue
+                current = getattr(contact, name)
+                if current != value and (overwrite or _is_empty(current)):
+                    setattr(contact, name, value)
+                    changed_fields.add(name)
+                    fields_changed = True
+            if self.has_extra and row.extra:
+                merged = dict(contact.extra or {})
+                for header, value in row.extra.items():
+                    if overwrite or header not in merged:
+                        merged[header] = value
+                if merged != contact.extra:
+                    contact.extra = merged
+                    changed_fields.add("extra")
+                    fields_changed = True
+            if fields_changed:
+                changed.append(contact)
+        if not changed:
+            return
+        now = timezone.now()
+        for name in self.auto_now_fields:
+            changed_fields.add(name)
+            for contact in changed:
+                setattr(contact, name, now)
+        bulk_update_values(self.contact_model, changed, sorted(changed_fields))
 
     def _company_ids(self, names: set[str]) -> dict[str, int]:
         """Get or create the companies named ``names``; return their ids by name.
@@ -494,10 +581,14 @@ class ContactImporter:
             known.update(found)
         return ids
 
-    def _existing_contacts(self, email_keys: set[str]) -> dict[tuple[str, int | None], int | None]:
-        """Existing contacts with these lower-cased e-mails, by (e-mail, company id), one query.
+    def _existing_contacts(self, email_keys: set[str]) -> dict[tuple[str, int | None], Existing]:
+        """Existing contacts with these lower-cased e-mails, by (e-mail, company id), one query
+        (two with ``upsert``).
 
-        The value is the row number when this import created the contact (an earlier batch).
+        ``import_row`` is the row number when this import already created or updated the contact
+        (an earlier batch, or a batch committed before a crash). With ``upsert`` the matched
+        contacts are then loaded and locked (``SELECT ... FOR UPDATE``) until the batch commits,
+        so that a concurrent change is not overwritten by the values merged here.
         Each e-mail is looked up on its own in the unique (lower(email), company) index (a
         ``LATERAL`` subquery, kept apart by ``OFFSET 0``), so the query costs the same however many
         contacts the tenant has and whatever the planner's statistics say about a table this
@@ -513,7 +604,7 @@ class ContactImporter:
         )
         success = BulkImportSuccess._meta
         query = (
-            f"SELECT k.email_key, c.company_key, "
+            f"SELECT k.email_key, c.company_key, c.pk, "
             f"(SELECT s.{quote(success.get_field('row_number').column)} "
             f"FROM {quote(success.db_table)} s "
             f"WHERE s.{quote(success.get_field('bulk_import').column)} = %s "
@@ -528,7 +619,17 @@ class ContactImporter:
             # jit_above_cost, and compiling the query would cost 100 times what running it does.
             cursor.execute("SET LOCAL jit = off")
             cursor.execute(query, [self.record.pk, sorted(email_keys)])
-            return {(key, company_id): row for key, company_id, row in cursor.fetchall()}
+            found = cursor.fetchall()
+        contacts: dict[int, models.Model] = {}
+        if self.options.upsert:
+            to_update = [pk for _, _, pk, import_row in found if import_row is None]
+            if to_update:
+                manager = self.contact_model._base_manager
+                contacts = manager.select_for_update().in_bulk(to_update)
+        return {
+            (key, company_id): Existing(import_row, contacts.get(pk))
+            for key, company_id, pk, import_row in found
+        }
 
     def _duplicate_record(self, row: CleanRow, first_row: int | None) -> ErrorValues:
         """A duplicate of row ``first_row`` of this file, or of an existing contact when None."""
@@ -581,9 +682,10 @@ class ContactImporter:
         )
         aggregates = {
             name: Count(name, distinct=True)
-            if name == "company"
+            if name == "company" or name in self.date_fields
             else Count(name, distinct=True, filter=~Q(**{name: ""}))
             for name in self.stats
+            if name in self.fields
         }
         for name, distinct in imported.aggregate(**aggregates).items():
             BulkImportStats.objects.filter(bulk_import=self.record, field=name).update(
@@ -616,3 +718,48 @@ class Progress:
 
     def advance(self, batch_rows: int) -> None:
         self.processed += batch_rows
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == {}
+
+
+def bulk_update_values(
+    model: type[models.Model], objs: list[models.Model], fields: list[str]
+) -> int:
+    """Write ``fields`` of the saved instances ``objs`` with ``UPDATE ... FROM (VALUES ...)``.
+
+    One statement per chunk of rows small enough for PostgreSQL's 65,535 bind parameters (one
+    statement for a whole batch of the default size), instead of Django's ``bulk_update``, whose
+    ``CASE WHEN pk = ...`` per field costs time quadratic in the number of rows. Values are
+    prepared by each field (``get_db_prep_save``) and cast to its column type. Returns the number
+    of rows updated.
+    """
+    opts = model._meta
+    pk = opts.pk
+    columns = [pk, *(opts.get_field(name) for name in fields)]
+    quote = connection.ops.quote_name
+    casts = ", ".join(f"%s::{field.db_type(connection)}" for field in columns)
+    names = ", ".join(quote(field.column) for field in columns)
+    assignments = ", ".join(
+        f"{quote(field.column)} = v.{quote(field.column)}" for field in columns[1:]
+    )
+    table = quote(opts.db_table)
+    per_chunk = max(1, MAX_QUERY_PARAMETERS // len(columns))
+    updated = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), per_chunk):
+            chunk = objs[start : start + per_chunk]
+            rows = ", ".join([f"({casts})"] * len(chunk))
+            params = [
+                field.get_db_prep_save(getattr(obj, field.attname), connection)
+                for obj in chunk
+                for field in columns
+            ]
+            cursor.execute(
+                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {rows}) AS v ({names}) "
+                f"WHERE t.{quote(pk.column)} = v.{quote(pk.column)}",
+                params,
+            )
+            updated += cursor.rowcount
+    return updated

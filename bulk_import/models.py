@@ -38,6 +38,14 @@ class BulkImport(models.Model):
     options = models.JSONField(
         default=dict, blank=True, help_text=_("Import options: mode, column mapping, phone region.")
     )
+    column_mapping = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_(
+            "The mapping used: [header, field] pairs in file order, field '' for a column that "
+            "feeds none. Set once the header row has been read."
+        ),
+    )
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )

@@ -221,7 +221,7 @@ def test_first_non_empty_email_column_wins_and_others_go_to_extra(
         [
             ["Full Name", "email_work", "email_home", "email_other", "Deal Stage", "Phone 1"],
             ["Ada King Lovelace", "", "ada@home.example", "ada@other.example", "Won", ""],
-            ["Plato", "", "", "plato@academy.example", "", "+30 1"],
+            ["Plato", "", "", "plato@academy.example", "", "+30 21 0123 4567"],
         ],
     )
     tenant = make_tenant()
@@ -241,7 +241,7 @@ def test_first_non_empty_email_column_wins_and_others_go_to_extra(
         "Plato",
         "",
         "plato@academy.example",
-        "+30 1",
+        "+302101234567",  # E.164
     )
 
 
@@ -308,7 +308,7 @@ def test_xlsx_values_are_read_as_text(
     workbook = Workbook()
     sheet = workbook.active
     sheet.append([None, "First Name", "Last Name", "Mobile", "Email"])
-    sheet.append([1, "Ada", "Lovelace", 4407700900123, "ada@example.com"])
+    sheet.append([1, "Ada", "Lovelace", 2025550173, "ada@example.com"])
     sheet.append([None, None, None, None, None])
     sheet.append([3, "Bad", "Mail", None, "bad@"])
     path = tmp_path / "people.xlsx"
@@ -321,7 +321,8 @@ def test_xlsx_values_are_read_as_text(
     assert errors_by_row(tenant, record) == {3: ("invalid_email", "email")}
     with schema_context(tenant.schema_name):
         ada = Contact.objects.get()
-    assert (ada.phone, ada.extra) == ("4407700900123", {"column_1": "1"})
+    # The float 2025550173.0 is read as "2025550173", a US number in the default region.
+    assert (ada.phone, ada.extra) == ("+12025550173", {"column_1": "1"})
 
 
 def test_malformed_row_with_surplus_cells_is_rejected(

@@ -33,11 +33,12 @@ COMPANIES = [
     "Hooli", "Vandelay Industries", "Soylent", "Tyrell Corporation", "", "",
 ]  # fmt: skip
 JOB_TITLES = ["Engineer", "Sales Manager", "CTO", "Accountant", "Designer", "Support Lead", ""]
-# city, country, phone prefix, random digits after it: local and international formats mixed
+# city, country, phone prefix, random digits after it: international and US national formats mixed
+# (the importer reads numbers without +country code in BULK_IMPORT_DEFAULT_PHONE_REGION, "US")
 PLACES = [
     ("Berlin", "Germany", "+49 30 ", 8),
     ("Paris", "France", "+33 1 ", 8),
-    ("London", "United Kingdom", "020 7946 ", 4),
+    ("London", "United Kingdom", "+44 20 7946 ", 4),
     ("New York", "United States", "(212) 555-", 4),
     ("São Paulo", "Brazil", "+55 11 9", 8),
     ("Tokyo", "Japan", "+81 3-5", 7),

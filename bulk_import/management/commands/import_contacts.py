@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from argparse import ArgumentParser
 from pathlib import Path
@@ -14,7 +15,9 @@ from django_tenants.utils import get_public_schema_name, get_tenant_model, schem
 from bulk_import import conf
 from bulk_import.importer import FINISHED_STATUSES, create_bulk_import, run_import
 from bulk_import.lifecycle import cancel_bulk_import
+from bulk_import.mapping import check_explicit_mapping, contact_field_names, normalize_header
 from bulk_import.models import BulkImport, ErrorType
+from bulk_import.options import DATE_ORDERS, MODES, UNMAPPED, UPDATE_FIELDS, parse_options
 from bulk_import.readers import ImportFileError
 from bulk_import.tasks import enqueue_bulk_import
 
@@ -66,6 +69,40 @@ class Command(BaseCommand):
             help="Name of the workbook's sheet to import (default: the first worksheet).",
         )
         parser.add_argument(
+            "--mode",
+            choices=MODES,
+            help="create_only (default): a contact whose e-mail exists in the company is skipped; "
+            "upsert: it is updated instead.",
+        )
+        parser.add_argument(
+            "--update-fields",
+            choices=UPDATE_FIELDS,
+            help="With --mode upsert: fill only the existing contact's empty fields (empty, the "
+            "default) or overwrite every field the row has a value for (all).",
+        )
+        parser.add_argument(
+            "--mapping",
+            help='Column mapping as JSON, or the path of a JSON file: {"header": "field", ...}; '
+            '"" ignores a column. Unnamed headers are still recognised.',
+        )
+        parser.add_argument(
+            "--unmapped",
+            choices=UNMAPPED,
+            help="Columns that feed no field: kept in the contact's extra (extra, the default) or "
+            "only listed in the import's column mapping (report).",
+        )
+        parser.add_argument(
+            "--phone-region",
+            help="ISO 3166-1 alpha-2 region (e.g. US, GB, DE) of phone numbers written without "
+            "+country code; default BULK_IMPORT_DEFAULT_PHONE_REGION.",
+        )
+        parser.add_argument(
+            "--date-order",
+            choices=DATE_ORDERS,
+            help="How dates like 03/04/1980 are read: iso (only ISO dates), dmy or mdy; default "
+            "BULK_IMPORT_DATE_ORDER.",
+        )
+        parser.add_argument(
             "--timeout",
             type=float,
             default=None,
@@ -82,6 +119,12 @@ class Command(BaseCommand):
         sync: bool,
         timeout: float | None,
         encoding: str | None,
+        mode: str | None,
+        update_fields: str | None,
+        mapping: str | None,
+        unmapped: str | None,
+        phone_region: str | None,
+        date_order: str | None,
         sheet: str | None = None,
         **options: Any,
     ) -> None:
@@ -96,14 +139,27 @@ class Command(BaseCommand):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"No file at {path!r}.")
+        if update_fields and mode != "upsert":
+            raise CommandError("--update-fields applies only with --mode upsert.")
+        import_options: dict[str, Any] = {
+            "encoding": encoding,
+            "sheet": sheet,
+            "mode": mode,
+            "update_fields": update_fields,
+            "mapping": self._read_mapping(mapping) if mapping is not None else None,
+            "unmapped": unmapped,
+            "phone_region": phone_region,
+            "date_order": date_order,
+        }
+        import_options = {key: value for key, value in import_options.items() if value}
+        try:
+            parsed = parse_options(import_options)
+            check_explicit_mapping(parsed.mapping, contact_field_names())
+        except ImportFileError as exc:
+            raise CommandError(str(exc)) from exc
         self._check_tenant(tenant)
         with schema_context(tenant):
             with transaction.atomic(), source.open("rb") as content:
-                import_options = {
-                    name: value
-                    for name, value in (("encoding", encoding), ("sheet", sheet))
-                    if value
-                }
                 try:
                     record = create_bulk_import(content, source.name, options=import_options)
                 except ImportFileError as exc:
@@ -146,6 +202,24 @@ class Command(BaseCommand):
                     f"Cancel requested for import {record.pk} ({record.status}); it stops after "
                     "its current batch, or when a worker picks it up."
                 )
+
+    def _read_mapping(self, value: str) -> dict[str, str]:
+        """``--mapping``: JSON text, or the path of a file holding it."""
+        text = value
+        if not value.lstrip().startswith("{"):
+            try:
+                text = Path(value).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(
+                    f"--mapping is neither a JSON object nor a readable file: {exc}."
+                ) from exc
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--mapping is not valid JSON: {exc}.") from exc
+        if not isinstance(mapping, dict):
+            raise CommandError('--mapping must be a JSON object: {"header": "field", ...}.')
+        return mapping
 
     def _check_tenant(self, schema_name: str) -> None:
         if schema_name == get_public_schema_name():
@@ -207,6 +281,14 @@ class Command(BaseCommand):
             f"{record.updated_count} updated, {record.skipped_count} skipped, "
             f"{record.error_count} errors in {record.processing_seconds or 0:.1f} s"
         )
+        unmapped = [header for header, field in record.column_mapping if not field]
+        explicit = record.options.get("mapping") or {}
+        ignored = {normalize_header(header) for header, field in explicit.items() if not field}
+        unmapped = [header for header in unmapped if normalize_header(header) not in ignored]
+        if unmapped:
+            where = "not stored" if record.options.get("unmapped") == "report" else "kept in extra"
+            listed = ", ".join(repr(header) for header in unmapped)
+            self.stdout.write(f"Columns that fed no field ({where}): {listed}")
         by_type = (
             record.errors.values("error_type")
             .annotate(rows=Count("pk"))
