@@ -46,7 +46,7 @@ from bulk_import.models import (
     BulkImportSuccess,
     ErrorType,
 )
-from bulk_import.options import parse_options
+from bulk_import.options import ImportOptions, parse_options
 from bulk_import.readers import ImportFileError, Row, open_reader, readable_formats
 from bulk_import.signals import bulk_import_finished
 from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
@@ -311,7 +311,8 @@ class ContactImporter:
         self.auto_now_fields = [
             f.name for f in opts.concrete_fields if getattr(f, "auto_now", False)
         ]
-        self.options = parse_options(record.options)
+        #: Checked in run(), where an ImportFileError fails the import before any row.
+        self.options = ImportOptions()
         self.value_fields = [name for name in self.fields if name != "company"]
         #: The value of a field the file does not give: "" for text, None (NULL) otherwise.
         self.missing_values = {
@@ -338,6 +339,7 @@ class ContactImporter:
         self.cancelled = False
 
     def run(self) -> None:
+        self.options = parse_options(self.record.options)
         with self.record.file.open("rb") as fh:
             reader = open_reader(
                 fh,

@@ -147,6 +147,7 @@ def excel_serial_to_date(serial: float) -> dt.date:
     four-digit whole number from 1800 to 2100 (a year alone, which would read as a day of 1904 or
     1905) raise InvalidValue. The conversion itself is openpyxl's ``from_excel``.
     """
+    serial = float(serial)
     if serial.is_integer() and 1800 <= serial <= 2100:
         raise InvalidValue(f"{serial:g} looks like a year, not a date.")
     if int(serial) == EXCEL_FICTITIOUS_LEAP_DAY:
