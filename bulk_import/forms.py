@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
 from bulk_import.importer import file_format_for
-from bulk_import.mapping import FIELD_ALIASES
+from bulk_import.mapping import CONTACT_FIELDS, PSEUDO_FIELDS, contact_field_names, mapping_targets
 from bulk_import.models import BulkImport
 from bulk_import.readers import ImportFileError
 
@@ -46,7 +46,7 @@ class BulkImportUploadForm(forms.Form):
             'JSON object from the file\'s header to a contact field, e.g. {"Courriel": "email"}; '
             "other headers are recognised by name. Fields: %(fields)s."
         )
-        % {"fields": ", ".join(FIELD_ALIASES)},
+        % {"fields": ", ".join((*CONTACT_FIELDS, *PSEUDO_FIELDS))},
     )
     phone_region = forms.CharField(
         required=False,
@@ -91,11 +91,15 @@ class BulkImportUploadForm(forms.Form):
             raise forms.ValidationError(
                 _('Write a JSON object of header to field name, e.g. {"Courriel": "email"}.')
             )
-        unknown = sorted({target for target in mapping.values() if target not in FIELD_ALIASES})
+        targets = mapping_targets(contact_field_names())
+        unknown = sorted({target for target in mapping.values() if target not in targets} - {""})
         if unknown:
             raise forms.ValidationError(
-                _("Unknown field(s) %(unknown)s; the fields are %(fields)s."),
-                params={"unknown": ", ".join(unknown), "fields": ", ".join(FIELD_ALIASES)},
+                _(
+                    'Unknown field(s) %(unknown)s; the fields are %(fields)s, or "" to ignore a '
+                    "column."
+                ),
+                params={"unknown": ", ".join(unknown), "fields": ", ".join(sorted(targets))},
             )
         return mapping
 

@@ -11,7 +11,8 @@ Keys (all optional; see docs/bulk_import.md, "Options"):
 - ``phone_region``: ISO 3166-1 alpha-2 region for numbers written without ``+country code``;
   default ``BULK_IMPORT_DEFAULT_PHONE_REGION``;
 - ``date_order``: ``"iso"``, ``"dmy"`` or ``"mdy"``; default ``BULK_IMPORT_DATE_ORDER``;
-- ``encoding``: the text encoding of a CSV file (read by ``bulk_import.readers``).
+- ``encoding``: the text encoding of a CSV file, ``sheet``: the worksheet of a workbook (both
+  read by ``bulk_import.readers``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ KNOWN_KEYS = {
     "phone_region",
     "date_order",
     "encoding",
+    "sheet",
 }
 
 

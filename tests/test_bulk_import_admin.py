@@ -339,7 +339,7 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
         {
             "file": upload_file("scan.pdf", b"%PDF-1.7"),
             "mode": "merge",
-            "mapping": '{"Courriel": "birthday"}',
+            "mapping": '{"Courriel": "nickname"}',
             "phone_region": "ZZ",
             "encoding": "no-such-codec",
         },
@@ -359,7 +359,7 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     page = response.content.decode()
     assert "Unsupported file type" in page
     assert "Select a valid choice. merge is not one of the available choices." in page
-    assert "Unknown field(s) birthday" in page
+    assert "Unknown field(s) nickname" in page
     assert "ZZ is not a region phonenumbers knows" in page
     assert "Unknown text encoding no-such-codec." in page
     assert "This field is required." in bad_json.content.decode()  # the file
