@@ -282,15 +282,17 @@ def test_soft_time_limit_stops_the_import_at_a_batch_boundary(
     from crm.models import Contact
 
     _, queue, _ = lifecycle_worker
-    rows = 30_000
+    # Enough rows that the import cannot end within the limit on a fast idle machine, and a limit
+    # long enough that a loaded one gets past its first batch.
+    rows = 60_000
     tenant = make_tenant()
 
-    pk = queue_import(tenant, write_big_csv(tmp_path / "big.csv", rows), queue, soft_time_limit=1)
+    pk = queue_import(tenant, write_big_csv(tmp_path / "big.csv", rows), queue, soft_time_limit=2)
 
     record = wait_for(tenant, pk, finished)
     assert record.status == BulkImport.Status.FAILED
     assert record.failure_reason.startswith(
-        "Stopped by the Celery soft time limit of 1 s (BULK_IMPORT_SOFT_TIME_LIMIT) after "
+        "Stopped by the Celery soft time limit of 2 s (BULK_IMPORT_SOFT_TIME_LIMIT) after "
         f"{record.processed_rows} of {rows} rows; those rows were imported."
     )
     assert 0 < record.processed_rows < rows
@@ -528,3 +530,23 @@ def test_soft_time_limit_above_the_redis_visibility_timeout_is_reported() -> Non
     assert "visibility_timeout of 600 s" in too_long[0].msg
     assert below == []
     assert "None (no limit)" in no_limit[0].msg and "3600 s" in no_limit[0].msg
+
+
+def test_a_database_error_raised_while_the_soft_time_limit_interrupted_a_commit_counts_as_it() -> (
+    None
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+    from django.db import ProgrammingError
+
+    from bulk_import.importer import _raised_by_time_limit
+
+    # What Django raises when the limit's signal handler interrupts psycopg inside COMMIT: the
+    # rollback that follows fails, "from" the interrupted commit.
+    try:
+        try:
+            raise SoftTimeLimitExceeded()
+        except SoftTimeLimitExceeded as interrupted:
+            raise ProgrammingError("can't change 'autocommit' now") from interrupted
+    except ProgrammingError as exc:
+        assert _raised_by_time_limit(exc)
+    assert not _raised_by_time_limit(ProgrammingError("syntax error"))
