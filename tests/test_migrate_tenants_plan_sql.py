@@ -18,8 +18,17 @@ def test_plan_sql_prints_each_groups_sql_and_applies_nothing(make_tenant: Callab
     result = run_command("migrate_tenants", tenants=[*fresh, behind], plan=True, sql=True)
 
     assert result.exit_code == 0, result.stderr
-    fresh_part, behind_part = result.stdout.split(f"Planned operations for 1 schema(s) ({behind})")
-    assert f"Planned operations for 2 schema(s) ({fresh[0]}, {fresh[1]}):" in fresh_part
+    # Groups are printed in the order of their first schema's name: find each by its heading.
+    [fresh_part] = [
+        part
+        for part in result.stdout.split("Planned operations for ")
+        if part.startswith(f"2 schema(s) ({fresh[0]}, {fresh[1]}):")
+    ]
+    [behind_part] = [
+        part
+        for part in result.stdout.split("Planned operations for ")
+        if part.startswith(f"1 schema(s) ({behind}):")
+    ]
     assert "  Apply crm.0001_initial" in fresh_part
     assert 'CREATE TABLE "crm_contact"' in fresh_part
     assert "    BEGIN;" in fresh_part and "    COMMIT;" in fresh_part
