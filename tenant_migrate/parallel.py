@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from django.db import connection, connections
 
 from tenant_migrate import locks, records
-from tenant_migrate.executor import SchemaOutcome, migrate_schema
+from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.planner import MigrationTarget, Plan, TenantPlanner
-from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
+from tenant_migrate.schema_run import migrate_and_record
 
 
 @dataclass
@@ -43,20 +43,14 @@ def _close_inherited_connections() -> None:
 
 def _migrate_in_worker(schema_name: str) -> SchemaOutcome:
     assert _context is not None
-    plan = _context.plans[schema_name]
-    records.mark_schema_running(_context.run, schema_name)
-    tenant_migration_started.send(_WorkerContext, run_id=_context.run.pk, schema_name=schema_name)
-    outcome = migrate_schema(
+    outcome = migrate_and_record(
         _context.planner,
+        _context.run,
         schema_name,
-        plan,
+        _context.plans[schema_name],
         _context.targets,
         fake=_context.fake,
         backup=_context.backup,
-    )
-    records.record_schema_outcome(_context.run, outcome)
-    tenant_migration_finished.send(
-        _WorkerContext, run_id=_context.run.pk, schema_name=schema_name, outcome=outcome
     )
     # Migration objects do not cross the process boundary; the parent only prints the outcome.
     return outcome

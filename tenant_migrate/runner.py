@@ -15,7 +15,7 @@ from tenant_migrate.executor import SchemaOutcome, migrate_schema, migration_ses
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.parallel import migrate_in_processes
 from tenant_migrate.planner import MigrationTarget, SchemaGroup, TenantPlanner
-from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
+from tenant_migrate.schema_run import migrate_and_record
 
 OutcomeCallback = Callable[[int, int, SchemaOutcome], None]  # (position, total, outcome)
 TasksSentCallback = Callable[[MigrationRun, int, int], None]  # (run, tasks sent, schemas in them)
@@ -161,21 +161,14 @@ class MigrationRunner:
                     )
                     records.record_schema_outcome(run, outcome)
                 else:
-                    records.mark_schema_running(run, schema_name)
-                    tenant_migration_started.send(
-                        MigrationRunner, run_id=run.pk, schema_name=schema_name
-                    )
-                    outcome = migrate_schema(
+                    outcome = migrate_and_record(
                         self.planner,
+                        run,
                         schema_name,
                         group.plan,
                         self.targets,
                         fake=self.request.fake,
                         backup=self.request.backup,
-                    )
-                    records.record_schema_outcome(run, outcome)
-                    tenant_migration_finished.send(
-                        MigrationRunner, run_id=run.pk, schema_name=schema_name, outcome=outcome
                     )
                 stop = stop or (outcome.failed and self.request.fail_fast)
                 outcomes.append(outcome)
