@@ -66,7 +66,21 @@ SEED = 20240611
 #: Shares of bad rows (per data row, drawn with SEED).
 INVALID_EMAIL_SHARE = 0.02
 MISSING_REQUIRED_SHARE = 0.01
+INVALID_PHONE_SHARE = 0.01
 DUPLICATE_SHARE = 0.02
+#: The leads file's phone numbers are made up (most have area codes no region uses); each row
+#: gets a valid North American number of its own instead, written in one of these ways.
+AREA_CODES = (
+    "212", "213", "312", "415", "617", "646", "718", "202", "305", "404",
+    "512", "702", "206", "303", "602", "713", "801", "919", "971", "857",
+)  # fmt: skip
+PHONE_FORMATS = (
+    "{a}-{e}-{l}", "({a}) {e}-{l}", "{a}.{e}.{l}", "+1 {a} {e} {l}", "{a}{e}{l}",
+    "{a}-{e}-{l} x{x}",
+)  # fmt: skip
+#: Import options of our runs: the phone numbers above are North American.
+IMPORT_OPTIONS = {"phone_region": "US"}
+INVALID_PHONES = ("12345", "(000) 000-0000", "555-01", "+999 12 34")
 INVALID_EMAILS = (
     "{local}.at.{domain}",  # no @
     "{local}@{domain}@x.com",  # two @
@@ -98,17 +112,19 @@ class Manifest:
     good: int = 0
     invalid_email: int = 0
     missing_required: int = 0
+    invalid_phone: int = 0
     duplicate_in_file: int = 0
 
     @property
     def errors(self) -> int:
-        return self.invalid_email + self.missing_required
+        return self.invalid_email + self.missing_required + self.invalid_phone
 
 
 def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
     """Yield ``(kind, record)`` for ``rows`` data rows built from the leads file (see module doc).
 
-    ``kind`` is ``good``, ``invalid_email``, ``missing_required`` or ``duplicate_in_file``.
+    ``kind`` is ``good``, ``invalid_email``, ``missing_required``, ``invalid_phone`` or
+    ``duplicate_in_file``.
     """
     with SOURCE_FILE.open(newline="", encoding="utf-8") as source:
         reader = csv.reader(source)
@@ -116,6 +132,7 @@ def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
         records = list(reader)
     email_1, email_2 = header.index("Email 1"), header.index("Email 2")
     names = header.index("First Name"), header.index("Last Name")
+    phone_1, phone_2 = header.index("Phone 1"), header.index("Phone 2")
     index = header.index("Index")
     rng = random.Random(SEED)
     recent_good: list[list[str]] = []
@@ -127,6 +144,8 @@ def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
             local, _, domain = record[column].partition("@")
             if repetition:
                 record[column] = f"{local}.{repetition}@{domain}"
+        record[phone_1] = phone_number(number)
+        record[phone_2] = phone_number(number + rows)
         draw = rng.random()
         if draw < INVALID_EMAIL_SHARE:
             local, _, domain = record[email_1].partition("@")
@@ -137,7 +156,14 @@ def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
             for column in (*names, email_1, email_2):
                 record[column] = ""
             yield "missing_required", record
-        elif draw < INVALID_EMAIL_SHARE + MISSING_REQUIRED_SHARE + DUPLICATE_SHARE and recent_good:
+        elif draw < INVALID_EMAIL_SHARE + MISSING_REQUIRED_SHARE + INVALID_PHONE_SHARE:
+            record[phone_1] = INVALID_PHONES[number % len(INVALID_PHONES)]
+            yield "invalid_phone", record
+        elif (
+            draw
+            < INVALID_EMAIL_SHARE + MISSING_REQUIRED_SHARE + INVALID_PHONE_SHARE + DUPLICATE_SHARE
+            and recent_good
+        ):
             duplicate = list(rng.choice(recent_good))
             duplicate[index] = str(number + 1)
             yield "duplicate_in_file", duplicate
@@ -146,6 +172,24 @@ def generate_records(rows: int) -> Iterator[tuple[str, list[str]]]:
             if len(recent_good) > 1000:
                 del recent_good[: len(recent_good) - 1000]
             yield "good", record
+
+
+def phone_number(number: int) -> str:
+    """A valid North American phone number of its own for row ``number`` (0-based), checked with
+    phonenumbers; unique for fewer than 8 million rows per area code."""
+    import phonenumbers
+
+    seven = 2_000_000 + (number * 7919) % 8_000_000
+    exchange, line = divmod(seven, 10_000)
+    area = AREA_CODES[number % len(AREA_CODES)]
+    while True:
+        text = PHONE_FORMATS[number % len(PHONE_FORMATS)].format(
+            a=area, e=f"{exchange:03d}", l=f"{line:04d}", x=number % 1000 + 1
+        )
+        parsed = phonenumbers.parse(text, "US")
+        if phonenumbers.is_valid_number(parsed):
+            return text
+        exchange = 200 + (exchange - 199) % 800  # e.g. an N11 or 555 exchange: take the next
 
 
 def source_header() -> list[str]:
@@ -271,7 +315,7 @@ def child_ours(path: Path) -> dict[str, Any]:
     server_started = server_cpu_seconds()
     started, cpu_started = time.perf_counter(), time.process_time()
     with path.open("rb") as content:
-        record = create_bulk_import(content, path.name)
+        record = create_bulk_import(content, path.name, options=IMPORT_OPTIONS)
     record = run_import(record.pk)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
@@ -296,7 +340,7 @@ def child_celery(path: Path) -> dict[str, Any]:
 
     started = time.perf_counter()
     with path.open("rb") as content:
-        record = create_bulk_import(content, path.name)
+        record = create_bulk_import(content, path.name, options=IMPORT_OPTIONS)
     enqueue_bulk_import(connection.schema_name, record.pk)  # outside a transaction: sent now
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
@@ -532,6 +576,7 @@ class Bench:
             for key, value in {
                 "invalid_email": manifest.invalid_email,
                 "missing_required": manifest.missing_required,
+                "invalid_phone": manifest.invalid_phone,
                 "duplicate_in_file": manifest.duplicate_in_file,
             }.items()
             if value
