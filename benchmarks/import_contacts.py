@@ -89,9 +89,13 @@ INVALID_EMAILS = (
     "{local} {local}@{domain}",  # space in the local part
 )
 BENCH_SETTINGS = '''\
-"""Benchmark settings: the example project's, quiet."""
+"""Benchmark settings: the example project's, quiet; the XLSX reader from BENCH_XLSX_READER."""
+
+import os
 
 from example_project.settings import *  # noqa: F403
+
+BULK_IMPORT_XLSX_READER = os.environ.get("BENCH_XLSX_READER", "openpyxl")
 
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}
 '''
@@ -501,7 +505,9 @@ class Bench:
             [sys.executable, "manage.py", *args], cwd=self.project, env=self.env(), check=True
         )
 
-    def run_child(self, contender: str, schema: str, path: Path) -> tuple[dict[str, Any], float]:
+    def run_child(
+        self, contender: str, schema: str, path: Path, env: dict[str, str] | None = None
+    ) -> tuple[dict[str, Any], float]:
         """Run one contender in a subprocess; return its result and its peak RSS in MB."""
         self.run_count += 1
         log = self.workdir / f"run{self.run_count:02d}_{contender}"
@@ -514,8 +520,8 @@ class Bench:
             str(path),
         ]
         with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
-            process = subprocess.Popen(command, cwd=self.project, env=self.env(), stdout=out,
-                                       stderr=err)  # fmt: skip
+            process = subprocess.Popen(command, cwd=self.project, env=self.env() | (env or {}),
+                                       stdout=out, stderr=err)  # fmt: skip
             _, status, usage = os.wait4(process.pid, 0)
         stdout = Path(f"{log}.out").read_text(errors="replace")
         code = os.waitstatus_to_exitcode(status)
@@ -633,11 +639,32 @@ class Bench:
 # -- report -------------------------------------------------------------------------------------
 
 
-def report(results: dict[str, Result], rows: int) -> str:
+def machine_line() -> str:
+    """CPU count, load average and versions: the numbers depend on what else the machine runs."""
+    from importlib.metadata import version
+
+    packages = ("Django", "psycopg", "email-validator", "phonenumbers", "django-import-export")
+    versions = []
+    for package in packages:
+        try:
+            versions.append(f"{package} {version(package)}")
+        except Exception:
+            versions.append(f"{package} -")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the end; "
+        f"Python {sys.version.split()[0]}, {', '.join(versions)}"
+    )
+
+
+def report(results: dict[str, Result]) -> str:
+    """The results as a Markdown table; "CPU s" is the importing process' CPU time, "server CPU
+    s" that of its PostgreSQL backend (our synchronous runs only)."""
     ours = results.get("ours")
     lines = [
-        "| contender | rows | seconds | rows/s | peak RSS MB | ours (sync) is | accounting |",
-        "|---|---|---|---|---|---|---|",
+        "| contender | rows | seconds | rows/s | CPU s | server CPU s | peak RSS MB "
+        "| ours (sync) is | accounting |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, result in results.items():
         ratio = "-"
@@ -645,10 +672,13 @@ def report(results: dict[str, Result], rows: int) -> str:
             ratio = f"{ours.rows_per_second / result.rows_per_second:.2f}x"
             if key.startswith("copy"):
                 ratio = f"{ours.rows_per_second / result.rows_per_second:.0%} of it"
+        cpu = result.detail.get("cpu_seconds")
+        server = result.detail.get("server_cpu_seconds")
         lines.append(
             f"| {result.title} | {result.rows:,} | {result.seconds:.2f} | "
-            f"{result.rows_per_second:,.0f} | {result.peak_rss_mb:.0f} | {ratio} | "
-            f"{result.accounting} |"
+            f"{result.rows_per_second:,.0f} | {f'{cpu:.2f}' if cpu is not None else '-'} | "
+            f"{f'{server:.2f}' if server is not None else '-'} | {result.peak_rss_mb:.0f} | "
+            f"{ratio} | {result.accounting} |"
         )
     return "\n".join(lines)
 
@@ -702,13 +732,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         big = workdir / "contacts.csv"
         manifest = build_csv(big, options.rows, workdir / "clean.copy")
         print(f"  {asdict(manifest)}", flush=True)
-        tenants = ["ours", "celery", "copy", "ie_default", "ie_bulk", "xlsx", "rss"]
+        tenants = [
+            "ours", "celery", "copy", "ie_default", "ie_bulk", "xlsx_calamine", "xlsx_openpyxl",
+            "rss",
+        ]  # fmt: skip
         schema = {key: f"{TENANT_PREFIX}{n}" for n, key in enumerate(tenants, start=1)}
         print(f"Creating database {bench.database} with {len(tenants)} tenants...", flush=True)
         bench.setup(len(tenants))
 
-        def ours(key: str, title: str, path: Path, expected: Manifest) -> None:
-            detail, rss = bench.run_child("ours", schema[key], path)
+        def ours(
+            key: str, title: str, path: Path, expected: Manifest, env: dict[str, str] | None = None
+        ) -> None:
+            detail, rss = bench.run_child("ours", schema[key], path, env)
             accounting = bench.check_ours(schema[key], detail["bulk_import_id"], expected)
             results[key] = Result(title, expected.rows, detail["seconds"], rss, accounting, detail)
             print(f"  {title}: {results[key].rows_per_second:,.0f} rows/s, {rss:.0f} MB; "
@@ -766,7 +801,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             xlsx = workdir / "contacts.xlsx"
             print("Writing the same rows as XLSX...", flush=True)
             build_xlsx(big, xlsx)
-            ours("xlsx", "bulk_import run_import (sync), XLSX", xlsx, manifest)
+            for reader in ("calamine", "openpyxl"):
+                ours(f"xlsx_{reader}", f"bulk_import run_import (sync), XLSX via {reader}", xlsx,
+                     manifest, {"BENCH_XLSX_READER": reader})  # fmt: skip
 
         if options.rss_rows:
             print(f"Building {options.rss_rows:,} rows for the memory check...", flush=True)
@@ -776,7 +813,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  huge_manifest)  # fmt: skip
 
         print()
-        print(report(results, options.rows))
+        print(machine_line())
+        print(report(results))
         print()
         print(f"Input: {asdict(manifest)}")
         if not options.no_import_export:
