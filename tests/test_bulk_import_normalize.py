@@ -366,3 +366,18 @@ def test_error_types_are_the_documented_fixed_set() -> None:
             documented.add(line.split("`")[1])
 
     assert documented == set(ErrorType.values)
+
+
+def test_a_repeated_phone_number_is_parsed_once_and_invalid_ones_every_time() -> None:
+    from bulk_import.validation import InvalidValue, parse_phone
+
+    parse_phone.cache_clear()
+    for _ in range(3):
+        assert parse_phone("(212) 555-0143 x12", "US") == ("+12125550143", "12")
+    for _ in range(2):
+        with pytest.raises(InvalidValue, match="not a valid phone number"):
+            parse_phone("(000) 000-0000", "US")
+    info = parse_phone.cache_info()
+    # The valid number parsed once, then found twice; the invalid one (an exception, not a
+    # result) parsed each time, so that each row gets its message.
+    assert (info.hits, info.misses, info.currsize) == (2, 3, 1)
