@@ -14,30 +14,49 @@ from django.utils.translation import gettext_lazy as _
 from bulk_import.importer import file_format_for
 from bulk_import.mapping import CONTACT_FIELDS, PSEUDO_FIELDS, contact_field_names, mapping_targets
 from bulk_import.models import BulkImport
-from bulk_import.readers import ImportFileError
+from bulk_import.readers import ImportFileError, open_reader
 
-
-class ImportMode:
-    CREATE_ONLY = "create_only"
-    UPSERT = "upsert"
-    CHOICES = [
-        (CREATE_ONLY, _("Create only: a row whose e-mail already exists is skipped")),
-        (UPSERT, _("Upsert: a row whose e-mail already exists updates that contact")),
-    ]
+MODE_CHOICES = [
+    ("create_only", _("Create only: a row whose contact already exists is skipped")),
+    ("upsert", _("Upsert: a row whose contact already exists updates it")),
+]
+UPDATE_FIELDS_CHOICES = [
+    ("", _("Default: fill the existing contact's empty fields")),
+    ("empty", _("Fill the existing contact's empty fields")),
+    ("all", _("Overwrite every field the row has a value for")),
+]
+UNMAPPED_CHOICES = [
+    ("", _("Default: keep them in the contact's extra")),
+    ("extra", _("Keep them in the contact's extra")),
+    ("report", _("Only list them in the import's column mapping")),
+]
+DATE_ORDER_CHOICES = [
+    ("", _("Default (BULK_IMPORT_DATE_ORDER)")),
+    ("iso", _("ISO only (2024-03-01) and Excel dates")),
+    ("dmy", _("Day/month/year")),
+    ("mdy", _("Month/day/year")),
+]
 
 
 class BulkImportUploadForm(forms.Form):
     """Validates the upload; ``import_options()`` gives ``BulkImport.options``.
 
-    The options are stored under the keys ``mode``, ``mapping`` (header to field name),
-    ``phone_region`` (ISO 3166-1 alpha-2, upper case), ``sheet`` and ``encoding``; a key is
-    left out when the option is not set.
+    The options are those of ``bulk_import.options`` (docs/bulk_import.md, "Options"): ``mode``,
+    ``update_fields``, ``mapping`` (header to field name), ``unmapped``, ``phone_region``
+    (ISO 3166-1 alpha-2, upper case), ``date_order``, ``sheet`` and ``encoding``; a key is left
+    out when the option is not set, so the import uses its default.
     """
 
     file = forms.FileField(
         help_text=_("CSV, TSV or spreadsheet file; the first row is the header.")
     )
-    mode = forms.ChoiceField(choices=ImportMode.CHOICES, initial=ImportMode.CREATE_ONLY)
+    mode = forms.ChoiceField(choices=MODE_CHOICES, initial="create_only")
+    update_fields = forms.ChoiceField(
+        choices=UPDATE_FIELDS_CHOICES,
+        required=False,
+        label=_("Upsert updates"),
+        help_text=_("With upsert: which fields of an existing contact a row changes."),
+    )
     mapping = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
@@ -48,11 +67,22 @@ class BulkImportUploadForm(forms.Form):
         )
         % {"fields": ", ".join((*CONTACT_FIELDS, *PSEUDO_FIELDS))},
     )
+    unmapped = forms.ChoiceField(
+        choices=UNMAPPED_CHOICES,
+        required=False,
+        label=_("Unmapped columns"),
+    )
     phone_region = forms.CharField(
         required=False,
         max_length=2,
         label=_("Phone region"),
         help_text=_("Country code (e.g. FR) for phone numbers written without +country code."),
+    )
+    date_order = forms.ChoiceField(
+        choices=DATE_ORDER_CHOICES,
+        required=False,
+        label=_("Date order"),
+        help_text=_("How dates that are not ISO (2024-03-01) are read."),
     )
     sheet = forms.CharField(
         required=False,
@@ -125,6 +155,8 @@ class BulkImportUploadForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data.get("update_fields") and data.get("mode") != "upsert":
+            self.add_error("update_fields", _("This applies to the upsert mode only."))
         upload = data.get("file")
         if upload is None:
             return data
@@ -133,12 +165,52 @@ class BulkImportUploadForm(forms.Form):
             self.add_error("sheet", _("A sheet name applies to workbooks only, not to CSV files."))
         if data.get("encoding") and not is_csv:
             self.add_error("encoding", _("An encoding applies to CSV files only."))
+        if not self.errors:
+            self._check_headers(upload, data)
         return data
+
+    def _check_headers(self, upload: UploadedFile, data: dict[str, Any]) -> None:
+        """Read the file's header row as the import will, so that an unreadable file, a missing
+        sheet or a mapping of absent columns is reported here rather than by a failed import."""
+        try:
+            reader = open_reader(
+                upload,
+                file_format_for(upload.name or ""),
+                encoding=data.get("encoding") or None,
+                sheet=data.get("sheet") or None,
+            )
+        except ImportFileError as exc:
+            self.add_error("sheet" if data.get("sheet") else "file", str(exc))
+            return
+        finally:
+            upload.seek(0)
+        try:
+            headers = list(reader.headers)
+        finally:
+            reader.close()
+        absent = [header for header in data.get("mapping", {}) if header not in headers]
+        if absent:
+            self.add_error(
+                "mapping",
+                _("The file has no column %(absent)s; its columns are %(headers)s.")
+                % {
+                    "absent": ", ".join(repr(header) for header in absent),
+                    "headers": ", ".join(repr(header) for header in headers),
+                },
+            )
 
     def import_options(self) -> dict[str, Any]:
         data = self.cleaned_data
         options: dict[str, Any] = {"mode": data["mode"]}
-        for key in ("mapping", "phone_region", "sheet", "encoding"):
+        for key in (
+            "update_fields",
+            "mapping",
+            "unmapped",
+            "phone_region",
+            "date_order",
+            "sheet",
+            "encoding",
+        ):
             if data[key]:
                 options[key] = data[key]
         return options

@@ -25,8 +25,10 @@ from django_tenants.utils import schema_context
 
 from bulk_import.admin import BulkImportAdmin
 from bulk_import.error_report import escape_formula, write_error_report
+from bulk_import.forms import BulkImportUploadForm
 from bulk_import.importer import create_bulk_import
 from bulk_import.models import BulkImport, BulkImportError, BulkImportNotification, ErrorType
+from bulk_import.options import DATE_ORDERS, KNOWN_KEYS, MODES, UNMAPPED, UPDATE_FIELDS
 from tests.conftest import run_command
 from tests.test_bulk_import_command import wait_until_finished, write_contacts
 
@@ -269,9 +271,12 @@ def test_upload_queues_an_import_that_the_celery_worker_runs(
             f"{ADMIN}add/",
             {
                 "file": upload,
-                "mode": "create_only",
+                "mode": "upsert",
+                "update_fields": "all",
                 "mapping": '{"Email": "email"}',
+                "unmapped": "",
                 "phone_region": "fr",
+                "date_order": "dmy",
                 "sheet": "",
                 "encoding": "",
             },
@@ -282,9 +287,11 @@ def test_upload_queues_an_import_that_the_celery_worker_runs(
         record = BulkImport.objects.get()
         assert response["Location"] == f"{ADMIN}{record.pk}/change/"
         assert record.options == {
-            "mode": "create_only",
+            "mode": "upsert",
+            "update_fields": "all",
             "mapping": {"Email": "email"},
             "phone_region": "FR",
+            "date_order": "dmy",
         }
         assert record.created_by.username == "admin"
         assert record.file.name.startswith(f"bulk_imports/{tenant.schema_name}/")
@@ -346,6 +353,20 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     )
     bad_json = client.post(f"{ADMIN}add/", {"mode": "upsert", "mapping": "{not json"})
     not_an_object = client.post(f"{ADMIN}add/", {"mode": "upsert", "mapping": '["email"]'})
+    absent_column = client.post(
+        f"{ADMIN}add/",
+        {
+            "file": upload_file("a.csv", b"Email,Name\n"),
+            "mode": "upsert",
+            "mapping": '{"Mail": ""}',
+        },
+    )
+    unreadable = client.post(
+        f"{ADMIN}add/", {"file": upload_file("a.xlsx", b"not a zip"), "mode": "upsert"}
+    )
+    update_fields_without_upsert = client.post(
+        f"{ADMIN}add/", {"mode": "create_only", "update_fields": "all", "date_order": "ymd"}
+    )
     csv_with_sheet = client.post(
         f"{ADMIN}add/",
         {"file": upload_file("a.csv", b"Email\n"), "mode": "upsert", "sheet": "Contacts"},
@@ -366,9 +387,32 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
     assert "Not valid JSON" in bad_json.content.decode()
     assert "Write a JSON object of header to field name" in not_an_object.content.decode()
     assert "A sheet name applies to workbooks only" in csv_with_sheet.content.decode()
+    assert (
+        "The file has no column &#x27;Mail&#x27;; its columns are &#x27;Email&#x27;, "
+        "&#x27;Name&#x27;." in absent_column.content.decode()
+    )
+    assert "The file is not a readable XLSX workbook." in unreadable.content.decode()
+    assert "This applies to the upsert mode only." in update_fields_without_upsert.content.decode()
+    assert (
+        "ymd is not one of the available choices" in update_fields_without_upsert.content.decode()
+    )
     assert "An encoding applies to CSV files only." in workbook_with_encoding.content.decode()
     with schema_context(tenant.schema_name):
         assert not BulkImport.objects.exists()
+
+
+def test_upload_form_offers_exactly_the_importer_options() -> None:
+    form_keys = set(BulkImportUploadForm.base_fields) - {"file"}
+
+    assert form_keys == KNOWN_KEYS
+    for name, values in [
+        ("mode", MODES),
+        ("update_fields", UPDATE_FIELDS),
+        ("unmapped", UNMAPPED),
+        ("date_order", DATE_ORDERS),
+    ]:
+        choices = BulkImportUploadForm.base_fields[name].choices  # type: ignore[attr-defined]
+        assert [value for value, _label in choices if value] == list(values)
 
 
 def test_a_tenant_admin_sees_and_downloads_only_its_own_imports(
