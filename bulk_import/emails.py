@@ -24,7 +24,7 @@ from email_validator.syntax import validate_email_domain_name, validate_email_lo
 __all__ = ["EmailNotValidError", "normalize_email"]
 
 #: Domains whose verdict is kept; a file with more distinct domains still works, only slower.
-DOMAIN_CACHE_SIZE = 65536
+DOMAIN_CACHE_SIZE = 16384
 # Printable ASCII without the characters that make the library parse an address differently
 # (quotes, display names in angle brackets, domain literals, escapes, comments, spaces).
 _PLAIN_ADDRESS = re.compile(r"[^\s\"<>\[\]()\\,;:@]+@[^\s\"<>\[\]()\\,;:@]+")

@@ -62,7 +62,7 @@ FINISHED_STATUSES = {
 #: retried this many times; each retry sees the rows the other import committed.
 BATCH_ATTEMPTS = 3
 #: Company ids an import remembers between batches (name -> id), at most.
-COMPANY_CACHE_SIZE = 100_000
+COMPANY_CACHE_SIZE = 20_000
 #: PostgreSQL's limit of bind parameters in one statement (a 16-bit count in the wire protocol).
 MAX_QUERY_PARAMETERS = 65535
 

@@ -43,7 +43,7 @@ NAME_FIELDS = ("first_name", "last_name")
 #: Key in ``extra`` of a phone number's extension (E.164 has none).
 PHONE_EXTENSION_KEY = "phone_extension"
 #: Valid phone numbers whose parsed form is kept per process (value, region -> result).
-PHONE_CACHE_SIZE = 65536
+PHONE_CACHE_SIZE = 4096
 
 #: Excel's serial 60 is 1900-02-29, a day that never was: Lotus 1-2-3 treated 1900 as a leap year
 #: and Excel kept the error for compatibility (ECMA-376 Part 1, 18.17.4.1; Microsoft KB 214326).
@@ -229,10 +229,16 @@ class RowValidator:
         self.date_fields = date_fields if date_fields is not None else {"birthday"}
         self._known_headers = {h for headers in mapping.columns.values() for h in headers}
         self._known_headers.update(mapping.unmapped, mapping.ignored)
+        self._has_birth_columns = any(
+            name in mapping.columns for name in (BIRTH_YEAR, BIRTH_MONTH, BIRTH_DAY)
+        )
 
     def check(self, row_number: int, raw: dict[str, str]) -> RowCheck:
         values, extra = self._pick_values(raw)
-        surplus = [key for key in raw if key not in self._known_headers]
+        known = self._known_headers
+        # A row has every header's key (readers pad short records), so only a longer row can
+        # have a surplus cell.
+        surplus = [key for key in raw if key not in known] if len(raw) != len(known) else []
         problems: list[tuple[str, str, str]] = []  # (error type, field, message)
         if surplus:
             problems.append(
@@ -335,9 +341,9 @@ class RowValidator:
 
     def _join_birth_columns(self, values: dict[str, Any], extra: dict[str, str]) -> None:
         """Thunderbird's Birth Year, Birth Month, Birth Day columns -> ISO ``birthday`` text."""
+        if not self._has_birth_columns:
+            return  # decided once per file: values then hold none of these columns
         parts = [values.pop(name, "") for name in (BIRTH_YEAR, BIRTH_MONTH, BIRTH_DAY)]
-        if not any(name in self.mapping.columns for name in (BIRTH_YEAR, BIRTH_MONTH, BIRTH_DAY)):
-            return
         year, month, day = parts
         if values.get("birthday") or not any(parts):
             return
