@@ -14,10 +14,11 @@ Nothing is written to the repository: the example project is copied to a tempora
 
 The input is built at run time from ``../shared/data/contacts/datablist/leads-10000.csv`` (beside
 the repository; not part of it): its records repeated until ``--rows`` data rows, each repetition
-with its own e-mails (``local.<n>@domain``) so every good row is a new contact, and a known share
-of bad rows drawn with a fixed seed: invalid e-mails, rows with neither name nor e-mail, and
-repeats of an earlier row (duplicates in the file). Every contender imports that file (or its first
-``--ie-rows`` rows) into ``crm.Contact`` of a tenant schema of its own:
+with its own e-mails (``local.<n>@domain``) so every good row is a new contact, each row with a
+valid North American phone number of its own (the file's are made up), and a known share of bad
+rows drawn with a fixed seed: invalid e-mails, rows with neither name nor e-mail, invalid phone
+numbers, and repeats of an earlier row (duplicates in the file). Every contender imports that file
+(or its first ``--ie-rows`` rows) into ``crm.Contact`` of a tenant schema of its own:
 
 - django-import-export with its defaults (one transaction, a ``save()`` per row) plus
   ``clean_model_instances = True`` so that rows are validated (``full_clean``, which also checks
@@ -33,9 +34,10 @@ Each contender runs as a subprocess of its own; its time excludes Python and Dja
 resident set (``os.wait4``), for the Celery run the worker's. After each of our runs the accounting
 is checked in the database: created + updated + skipped + errors = data rows, contacts and success
 records = created, error records = skipped + errors, and each count equals the file's known
-shares. ``--xlsx`` also imports the same rows from an XLSX file (written with openpyxl; read by
-whichever reader bulk_import uses for XLSX), ``--rss-rows N`` imports an N-row CSV to check that
-peak memory stays flat.
+shares. Our synchronous runs also report the process' CPU time and its PostgreSQL backend's (from
+/proc). ``--xlsx`` also imports the same rows from an XLSX file (written with openpyxl), read
+with ``BULK_IMPORT_XLSX_READER`` "calamine" and "openpyxl"; ``--rss-rows N`` imports an N-row
+CSV to check that peak memory stays flat. Results in docs/performance.md.
 """
 
 from __future__ import annotations
