@@ -98,6 +98,7 @@ import os
 from example_project.settings import *  # noqa: F403
 
 BULK_IMPORT_XLSX_READER = os.environ.get("BENCH_XLSX_READER", "openpyxl")
+BULK_IMPORT_VALIDATION_PROCESS = os.environ.get("BENCH_VALIDATION_PROCESS", "1") == "1"
 
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}
 '''
@@ -315,11 +316,22 @@ def server_cpu_seconds() -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of this process' finished (reaped) child processes: the validation process."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_ours(path: Path) -> dict[str, Any]:
+    import resource
+
     from bulk_import.importer import create_bulk_import, run_import
 
     server_started = server_cpu_seconds()
     started, cpu_started = time.perf_counter(), time.process_time()
+    children_started = children_cpu_seconds()
     with path.open("rb") as content:
         record = create_bulk_import(content, path.name, options=IMPORT_OPTIONS)
     record = run_import(record.pk)
@@ -329,6 +341,9 @@ def child_ours(path: Path) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
+        "child_cpu_seconds": children_cpu_seconds() - children_started,
+        "child_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "own_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "server_cpu_seconds": (
             server_ended - server_started if server_started is not None and server_ended else None
         ),
@@ -660,8 +675,10 @@ def machine_line() -> str:
 
 
 def report(results: dict[str, Result]) -> str:
-    """The results as a Markdown table; "CPU s" is the importing process' CPU time, "server CPU
-    s" that of its PostgreSQL backend (our synchronous runs only)."""
+    """The results as a Markdown table; "CPU s" is the importing process' CPU time (plus its
+    validation process', ``BULK_IMPORT_VALIDATION_PROCESS``), "server CPU s" that of its PostgreSQL
+    backend (our synchronous runs only); "peak RSS MB" the process' (plus the validation
+    process', whose pages are partly shared with its parent by fork)."""
     ours = results.get("ours")
     lines = [
         "| contender | rows | seconds | rows/s | CPU s | server CPU s | peak RSS MB "
@@ -675,11 +692,18 @@ def report(results: dict[str, Result]) -> str:
             if key.startswith("copy"):
                 ratio = f"{ours.rows_per_second / result.rows_per_second:.0%} of it"
         cpu = result.detail.get("cpu_seconds")
+        child_cpu = result.detail.get("child_cpu_seconds") or 0.0
         server = result.detail.get("server_cpu_seconds")
+        rss = f"{result.peak_rss_mb:.0f}"
+        cpu_text = "-" if cpu is None else f"{cpu:.2f}"
+        if child_cpu:
+            cpu_text += f" + {child_cpu:.2f}"
+            own = result.detail.get("own_peak_rss_mb", result.peak_rss_mb)
+            rss = f"{own:.0f} + {result.detail.get('child_peak_rss_mb', 0):.0f}"
         lines.append(
             f"| {result.title} | {result.rows:,} | {result.seconds:.2f} | "
-            f"{result.rows_per_second:,.0f} | {f'{cpu:.2f}' if cpu is not None else '-'} | "
-            f"{f'{server:.2f}' if server is not None else '-'} | {result.peak_rss_mb:.0f} | "
+            f"{result.rows_per_second:,.0f} | {cpu_text} | "
+            f"{f'{server:.2f}' if server is not None else '-'} | {rss} | "
             f"{ratio} | {result.accounting} |"
         )
     return "\n".join(lines)
@@ -735,8 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = build_csv(big, options.rows, workdir / "clean.copy")
         print(f"  {asdict(manifest)}", flush=True)
         tenants = [
-            "ours", "celery", "copy", "ie_default", "ie_bulk", "xlsx_calamine", "xlsx_openpyxl",
-            "rss",
+            "ours", "ours_single", "celery", "copy", "ie_default", "ie_bulk", "xlsx_calamine",
+            "xlsx_openpyxl", "rss",
         ]  # fmt: skip
         schema = {key: f"{TENANT_PREFIX}{n}" for n, key in enumerate(tenants, start=1)}
         print(f"Creating database {bench.database} with {len(tenants)} tenants...", flush=True)
@@ -748,10 +772,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             detail, rss = bench.run_child("ours", schema[key], path, env)
             accounting = bench.check_ours(schema[key], detail["bulk_import_id"], expected)
             results[key] = Result(title, expected.rows, detail["seconds"], rss, accounting, detail)
-            print(f"  {title}: {results[key].rows_per_second:,.0f} rows/s, {rss:.0f} MB; "
-                  f"{accounting}", flush=True)  # fmt: skip
+            print(f"  {title}: {results[key].rows_per_second:,.0f} rows/s, {rss:.0f} MB, "
+                  f"CPU {detail['cpu_seconds']:.2f} + {detail['child_cpu_seconds']:.2f} s, server "
+                  f"{detail['server_cpu_seconds']} s; {accounting}", flush=True)  # fmt: skip
 
         ours("ours", "bulk_import run_import (sync)", big, manifest)
+        ours("ours_single", "bulk_import run_import (sync), BULK_IMPORT_VALIDATION_PROCESS = False",
+             big, manifest, {"BENCH_VALIDATION_PROCESS": "0"})  # fmt: skip
 
         if not options.no_celery:
             worker = bench.start_worker()

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
@@ -157,11 +157,17 @@ class ModelRows:
     callable) or its ``pre_save`` value (``auto_now``/``auto_now_add``: one timestamp per
     ``rows()`` call, i.e. per batch). An auto primary key is supplied by the caller with
     ``with_ids`` (see ``next_ids``), otherwise numbered by the database. A primary key that is not
-    an auto field is a field like the others.
+    an auto field is a field like the others. ``prepared`` names given fields whose values the
+    caller prepares itself with ``field_preparer`` (JSON text for a JSON field, for instance).
     """
 
     def __init__(
-        self, model: type[models.Model], given: Sequence[str], *, with_ids: bool = False
+        self,
+        model: type[models.Model],
+        given: Sequence[str],
+        *,
+        with_ids: bool = False,
+        prepared: Collection[str] = (),
     ) -> None:
         self.model = model
         opts = model._meta
@@ -171,7 +177,9 @@ class ModelRows:
         self.given = [fields[name] for name in given]
         self.columns: list[str] = [opts.pk.column] if self.with_ids else []
         self.columns += [field.column for field in self.given]
-        self.prepare = [field_preparer(field) for field in self.given]
+        self.prepare = [
+            None if field.name in prepared else field_preparer(field) for field in self.given
+        ]
         self.per_batch: list[models.Field] = []
         self.per_row: list[models.Field] = []
         for field in opts.concrete_fields:

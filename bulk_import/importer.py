@@ -12,15 +12,16 @@ after the last committed batch instead of importing rows twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePath
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.apps import apps
@@ -37,7 +38,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from bulk_import import conf
-from bulk_import.copy_writer import ModelRows, copy_rows, next_ids
+from bulk_import.copy_writer import ModelRows, copy_rows, field_preparer, next_ids
 from bulk_import.mapping import CONTACT_FIELDS, map_headers
 from bulk_import.models import (
     BulkImport,
@@ -47,7 +48,8 @@ from bulk_import.models import (
     ErrorType,
 )
 from bulk_import.options import ImportOptions, parse_options
-from bulk_import.readers import ImportFileError, Row, open_reader, readable_formats
+from bulk_import.pipeline import batches_from
+from bulk_import.readers import ImportFileError, TabularReader, open_reader, readable_formats
 from bulk_import.signals import bulk_import_finished
 from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
 
@@ -309,6 +311,59 @@ class Existing:
     contact: models.Model | None
 
 
+class ImportRow(NamedTuple):
+    """A valid row as the writer needs it (a plain tuple: cheap to pickle across the pipe).
+
+    ``values`` are the contact's ``value_fields`` in that order (a value the row lacks: the
+    field's missing value); ``extra_json`` is ``extra`` as JSON text (None without an ``extra``
+    field); ``cells`` the raw row's values in header order (or the raw row itself when it has
+    other keys).
+    """
+
+    row_number: int
+    email_key: str
+    company_name: str
+    values: tuple[Any, ...]
+    extra_json: str | None
+    cells: tuple[str, ...] | dict[str, str]
+
+
+@dataclass
+class Batch:
+    """A batch of validated rows: ``row_count`` rows, of which ``rows`` are to be imported and
+    ``errors`` recorded as rejected, and the batch's statistics by field. It crosses the pipe
+    from the validation process (pickled), so it holds no model instances."""
+
+    row_count: int
+    rows: list[ImportRow]
+    errors: list[ErrorValues]
+    stats: dict[str, FieldCounts]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        stats = {name: (c.filled, c.empty, c.invalid) for name, c in self.stats.items()}
+        return _restore_batch, (
+            self.row_count,
+            [tuple(row) for row in self.rows],
+            self.errors,
+            stats,
+        )
+
+
+def _restore_batch(
+    row_count: int,
+    rows: list[tuple[Any, ...]],
+    errors: list[ErrorValues],
+    stats: dict[str, tuple[int, int, int]],
+) -> Batch:
+    make = ImportRow._make
+    return Batch(
+        row_count,
+        [make(row) for row in rows],
+        errors,
+        {name: FieldCounts(*counts) for name, counts in stats.items()},
+    )
+
+
 #: A row of BulkImportError without its import: (row_number, field, error_type, message, raw_row).
 ErrorValues = tuple[int, str, str, str, dict[str, str]]
 
@@ -359,7 +414,13 @@ class ContactImporter:
             given.append("company")
         if self.has_extra:
             given.append("extra")
-        self.contact_rows = ModelRows(self.contact_model, given, with_ids=True)
+        self.contact_rows = ModelRows(
+            self.contact_model, given, with_ids=True, prepared=["extra"] if self.has_extra else ()
+        )
+        #: ``extra`` as the JSON text ``COPY`` writes (the field's encoder), made per row by
+        #: ``_batch`` (in the validation process when there is one).
+        self.extra_json = field_preparer(opts.get_field("extra")) if self.has_extra else None
+        self.headers: list[str] = []
         self.success_rows = ModelRows(
             BulkImportSuccess, ["bulk_import", "row_number", "contact_id", "outcome"]
         )
@@ -383,6 +444,7 @@ class ContactImporter:
                 sheet=self.record.options.get("sheet"),
             )
             try:
+                self.headers = reader.headers
                 mapping = map_headers(reader.headers, set(self.fields), self.options.mapping)
                 BulkImport.objects.filter(pk=self.record.pk).update(
                     column_mapping=mapping.as_pairs(reader.headers)
@@ -397,11 +459,14 @@ class ContactImporter:
                 )
                 self.stats = {name: FieldCounts() for name in mapping.fields}
                 self.stats.update(self._saved_stats())
-                # Closed explicitly: an error in a batch must not leave the generator to be
-                # finalised after the file is closed.
-                with closing(reader.rows()) as all_rows:
-                    rows = islice(all_rows, self.record.processed_rows, None)
-                    for batch in self._checked_batches(rows):
+                # The rows are read and validated in a child process when
+                # BULK_IMPORT_VALIDATION_PROCESS is on (bulk_import/pipeline.py); everything
+                # below, the database included, stays in this process.
+                with batches_from(
+                    lambda: self._validated_batches(reader),
+                    in_child=conf.validation_process(),
+                ) as batches:
+                    for batch in batches:
                         if self.stop_at is not None and time.monotonic() >= self.stop_at:
                             self.out_of_time = True
                             break
@@ -419,43 +484,72 @@ class ContactImporter:
             for stat in BulkImportStats.objects.filter(bulk_import=self.record)
         }
 
-    def _checked_batches(self, rows: Iterable[Row]) -> Iterator[list[RowCheck]]:
-        """Validate ``rows`` into batches of ``BULK_IMPORT_BATCH_SIZE`` checks; a batch is cut
-        short when gathering it took ``BULK_IMPORT_PROGRESS_INTERVAL`` seconds, so that progress
-        is committed at least that often."""
+    def _validated_batches(self, reader: TabularReader) -> Iterator[Batch]:
+        """Read the rows after the checkpoint (``processed_rows``) and validate them into batches
+        of ``BULK_IMPORT_BATCH_SIZE`` rows; a batch is cut short when gathering it took
+        ``BULK_IMPORT_PROGRESS_INTERVAL`` seconds, so that progress is committed at least that
+        often. Uses no database: it may run in the validation process."""
         size, interval = conf.batch_size(), conf.progress_interval()
-        batch: list[RowCheck] = []
-        started = time.monotonic()
-        for number, raw in rows:
-            batch.append(self.validator.check(number, raw))
-            if len(batch) >= size or time.monotonic() - started >= interval:
-                yield batch
-                batch = []
-                started = time.monotonic()
-        if batch:
-            yield batch
+        check = self.validator.check
+        fields = list(self.stats)
+        # Closed explicitly: an error in a batch must not leave the generator to be finalised
+        # after the file is closed.
+        with closing(reader.rows()) as all_rows:
+            checks: list[RowCheck] = []
+            started = time.monotonic()
+            for number, raw in islice(all_rows, self.record.processed_rows, None):
+                checks.append(check(number, raw))
+                if len(checks) >= size or time.monotonic() - started >= interval:
+                    yield self._batch(checks, fields)
+                    checks = []
+                    started = time.monotonic()
+            if checks:
+                yield self._batch(checks, fields)
 
-    def _import_batch(self, checks: list[RowCheck]) -> None:
-        batch_stats = {name: FieldCounts() for name in self.stats}
+    def _batch(self, checks: list[RowCheck], fields: list[str]) -> Batch:
+        """The batch of ``checks``, with the statistics of ``fields``; valid rows become
+        ``ImportRow`` tuples, rejected ones error records."""
+        stats = {}
         with_invalid = [check.invalid_fields for check in checks if check.invalid_fields]
-        for name, counts in batch_stats.items():
-            counts.filled = sum(1 for check in checks if check.values.get(name))
-            counts.empty = len(checks) - counts.filled
-            counts.invalid = sum(1 for invalid in with_invalid if name in invalid)
-        clean = [check.result for check in checks if isinstance(check.result, CleanRow)]
-        rejected = [check.result for check in checks if isinstance(check.result, RowError)]
+        for name in fields:
+            filled = sum(1 for check in checks if check.values.get(name))
+            invalid = sum(1 for invalid in with_invalid if name in invalid)
+            stats[name] = FieldCounts(filled, len(checks) - filled, invalid)
+        rows: list[ImportRow] = []
+        errors: list[ErrorValues] = []
+        value_fields, missing = self.value_fields, self.missing_values
+        extra_json, header_count = self.extra_json, len(self.headers)
+        for check in checks:
+            result = check.result
+            if result.__class__ is not CleanRow:
+                errors.append(self._error_record(result.row_number, result.raw, result))  # type: ignore[arg-type]
+                continue
+            values, raw = result.values, result.raw  # type: ignore[union-attr]
+            rows.append(
+                ImportRow(
+                    result.row_number,
+                    str(values.get("email") or "").lower(),
+                    str(values.get("company") or ""),
+                    tuple([values.get(name, missing[name]) for name in value_fields]),
+                    extra_json(result.extra) if extra_json else None,  # type: ignore[union-attr]
+                    tuple(raw.values()) if len(raw) == header_count else raw,
+                )
+            )
+        return Batch(len(checks), rows, errors, stats)
+
+    def _import_batch(self, batch: Batch) -> None:
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 with transaction.atomic():
-                    self._write_batch(len(checks), clean, rejected, batch_stats)
+                    self._write_batch(batch.row_count, batch.rows, batch.errors, batch.stats)
                 break
             except IntegrityError:
                 self.company_cache.clear()
                 if attempt == BATCH_ATTEMPTS:
                     raise
                 logger.info("Batch of import %s met a concurrent import; retrying.", self.record.pk)
-        self.progress.advance(len(checks))
-        for name, counts in batch_stats.items():
+        self.progress.advance(batch.row_count)
+        for name, counts in batch.stats.items():
             total = self.stats[name]
             total.filled += counts.filled
             total.empty += counts.empty
@@ -464,19 +558,19 @@ class ContactImporter:
     def _write_batch(
         self,
         row_count: int,
-        clean: list[CleanRow],
-        rejected: list[RowError],
+        clean: list[ImportRow],
+        rejected: list[ErrorValues],
         batch_stats: dict[str, FieldCounts],
     ) -> None:
-        errors = [self._error_record(error.row_number, error.raw, error) for error in rejected]
-        keyed = [(row, row.email_key, row.company_name) for row in clean]
-        company_ids = self._company_ids({company for _, _, company in keyed if company})
-        existing = self._existing_contacts({email_key for _, email_key, _ in keyed if email_key})
+        errors = list(rejected)  # the batch is written again as it is if this attempt fails
+        company_ids = self._company_ids({row.company_name for row in clean if row.company_name})
+        existing = self._existing_contacts({row.email_key for row in clean if row.email_key})
         rows_by_key: dict[tuple[str, int | None], int] = {}
-        created: list[tuple[CleanRow, int | None]] = []
-        updated: list[tuple[CleanRow, models.Model]] = []
+        created: list[tuple[ImportRow, int | None]] = []
+        updated: list[tuple[ImportRow, models.Model]] = []
         skipped = 0
-        for row, email_key, company_name in keyed:
+        for row in clean:
+            email_key, company_name = row.email_key, row.company_name
             company_id = company_ids.get(company_name)
             key = (email_key, company_id)
             if email_key:
@@ -540,18 +634,15 @@ class ContactImporter:
         """Primary keys for ``count`` new contacts, from the table's sequence: COPY returns none."""
         return next_ids(self.contact_model, count)
 
-    def _contact_values(self, row: CleanRow, company_id: int | None) -> list[Any]:
+    def _contact_values(self, row: ImportRow, company_id: int | None) -> tuple[Any, ...]:
         """The values of ``ModelRows(contact model, given)`` for ``row``, in that order."""
-        values = row.values
-        missing = self.missing_values
-        result: list[Any] = [values.get(name, missing[name]) for name in self.value_fields]
-        if self.company_model is not None:
-            result.append(company_id)
+        if self.company_model is None:
+            return (*row.values, row.extra_json) if self.has_extra else row.values
         if self.has_extra:
-            result.append(row.extra)
-        return result
+            return (*row.values, company_id, row.extra_json)
+        return (*row.values, company_id)
 
-    def _update_contacts(self, updates: list[tuple[CleanRow, models.Model]]) -> None:
+    def _update_contacts(self, updates: list[tuple[ImportRow, models.Model]]) -> None:
         """Merge each row into its existing contact and write the contacts that changed.
 
         ``update_fields="empty"`` fills only the contact's empty fields; ``"all"`` overwrites every
@@ -564,7 +655,7 @@ class ContactImporter:
         changed: list[models.Model] = []
         for row, contact in updates:
             fields_changed = False
-            for name, value in row.values.items():
+            for name, value in zip(self.value_fields, row.values, strict=True):
                 if name in ("email", "company") or name not in self.fields or _is_empty(value):
                     continue
                 current = getattr(contact, name)
@@ -572,9 +663,10 @@ class ContactImporter:
                     setattr(contact, name, value)
                     changed_fields.add(name)
                     fields_changed = True
-            if self.has_extra and row.extra:
+            row_extra = json.loads(row.extra_json) if row.extra_json else None
+            if self.has_extra and row_extra:
                 merged = dict(contact.extra or {})
-                for header, value in row.extra.items():
+                for header, value in row_extra.items():
                     if overwrite or header not in merged:
                         merged[header] = value
                 if merged != contact.extra:
@@ -671,27 +763,31 @@ class ContactImporter:
             for key, company_id, pk, import_row in found
         }
 
-    def _duplicate_record(self, row: CleanRow, first_row: int | None) -> ErrorValues:
+    def _duplicate_record(self, row: ImportRow, first_row: int | None) -> ErrorValues:
         """A duplicate of row ``first_row`` of this file, or of an existing contact when None."""
         company = f" at {row.company_name!r}" if row.company_name else " without company"
+        email = row.values[self.value_fields.index("email")]
+        raw = (
+            dict(zip(self.headers, row.cells, strict=True))
+            if isinstance(row.cells, tuple)
+            else row.cells
+        )
         if first_row is not None:
-            error = RowError(
+            return (
                 row.row_number,
-                row.raw,
+                "email",
                 ErrorType.DUPLICATE_IN_FILE,
-                "email",
-                f"Row {first_row} already has the e-mail {row.values['email']!r}{company}; "
+                f"Row {first_row} already has the e-mail {email!r}{company}; "
                 "the first row was imported.",
+                raw,
             )
-        else:
-            error = RowError(
-                row.row_number,
-                row.raw,
-                ErrorType.DUPLICATE_EXISTING,
-                "email",
-                f"A contact with the e-mail {row.values['email']!r}{company} already exists.",
-            )
-        return self._error_record(row.row_number, row.raw, error)
+        return (
+            row.row_number,
+            "email",
+            ErrorType.DUPLICATE_EXISTING,
+            f"A contact with the e-mail {email!r}{company} already exists.",
+            raw,
+        )
 
     def _error_record(self, row_number: int, raw: dict[str, str], error: RowError) -> ErrorValues:
         return (row_number, error.field, error.error_type, error.message, raw)
