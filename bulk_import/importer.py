@@ -48,7 +48,7 @@ from bulk_import.models import (
     ErrorType,
 )
 from bulk_import.options import ImportOptions, parse_options
-from bulk_import.pipeline import batches_from
+from bulk_import.pipeline import batches_from, fork_available
 from bulk_import.readers import ImportFileError, TabularReader, open_reader, readable_formats
 from bulk_import.signals import bulk_import_finished
 from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
@@ -437,35 +437,31 @@ class ContactImporter:
     def run(self) -> None:
         self.options = parse_options(self.record.options)
         with self.record.file.open("rb") as fh:
-            reader = open_reader(
-                fh,
-                self.record.format,
-                encoding=self.record.options.get("encoding"),
-                sheet=self.record.options.get("sheet"),
-            )
+            reader = self._open_reader(fh)
             try:
                 self.headers = reader.headers
                 mapping = map_headers(reader.headers, set(self.fields), self.options.mapping)
                 BulkImport.objects.filter(pk=self.record.pk).update(
                     column_mapping=mapping.as_pairs(reader.headers)
                 )
-                total = sum(1 for _ in reader.rows())
-                if not total:
-                    raise ImportFileError("The file has a header row but no data rows.")
-                BulkImport.objects.filter(pk=self.record.pk).update(total_rows=total)
-                self.progress.total = total
                 self.validator = RowValidator(
                     mapping, self.max_lengths, self.options, self.date_fields
                 )
                 self.stats = {name: FieldCounts() for name in mapping.fields}
                 self.stats.update(self._saved_stats())
+                in_child = conf.validation_process() and fork_available()
                 # The rows are read and validated in a child process when
-                # BULK_IMPORT_VALIDATION_PROCESS is on (bulk_import/pipeline.py); everything
-                # below, the database included, stays in this process.
+                # BULK_IMPORT_VALIDATION_PROCESS is on (bulk_import/pipeline.py); it starts on
+                # them while this process counts them. Everything else, the database included,
+                # stays in this process, and no batch is written before the count is known.
                 with batches_from(
-                    lambda: self._validated_batches(reader),
-                    in_child=conf.validation_process(),
+                    lambda: self._validated_batches(reader), in_child=in_child
                 ) as batches:
+                    total = self._count_rows(reader, in_child)
+                    if not total:
+                        raise ImportFileError("The file has a header row but no data rows.")
+                    BulkImport.objects.filter(pk=self.record.pk).update(total_rows=total)
+                    self.progress.total = total
                     for batch in batches:
                         if self.stop_at is not None and time.monotonic() >= self.stop_at:
                             self.out_of_time = True
@@ -476,6 +472,31 @@ class ContactImporter:
             finally:
                 reader.close()
         self._save_distinct_counts()
+
+    def _open_reader(self, fh: IO[bytes]) -> TabularReader:
+        return open_reader(
+            fh,
+            self.record.format,
+            encoding=self.record.options.get("encoding"),
+            sheet=self.record.options.get("sheet"),
+        )
+
+    def _count_rows(self, reader: TabularReader, in_child: bool) -> int:
+        """The file's data rows (``total_rows``); raises ImportFileError when the file cannot be
+        decoded to its end or is over ``BULK_IMPORT_MAX_ROWS``.
+
+        When the validation process reads ``reader``'s file (``reader.reads_file``: a file
+        offset shared with the child), the rows are counted through a handle of this process'
+        own.
+        """
+        if not (in_child and reader.reads_file):
+            return sum(1 for _ in reader.rows())
+        with self.record.file.storage.open(self.record.file.name, "rb") as fh:
+            counter = self._open_reader(fh)
+            try:
+                return sum(1 for _ in counter.rows())
+            finally:
+                counter.close()
 
     def _saved_stats(self) -> dict[str, FieldCounts]:
         """Statistics committed by an earlier, interrupted run of this import."""

@@ -68,6 +68,8 @@ class ImportFileError(Exception):
 
 class TabularReader(Protocol):
     headers: list[str]
+    #: Whether ``rows()`` reads from the file as it goes (False: the sheet is in memory).
+    reads_file: bool
 
     def rows(self) -> Iterator[Row]: ...
 
@@ -523,6 +525,7 @@ class _Reader:
     """What every reader shares: blank records skipped, cells paired with headers, row limit."""
 
     headers: list[str]
+    reads_file = True
     _max_rows: int | None = None
 
     def _records(self) -> Iterator[tuple[int, list[str]]]:
@@ -680,6 +683,8 @@ class CalamineReader(_Reader):
     calamine loads the whole sheet into memory before the first row (it cannot stream); rows are
     then converted one at a time. ``sheet`` names the worksheet; default the first.
     """
+
+    reads_file = False
 
     def __init__(
         self,
