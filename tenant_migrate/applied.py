@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
+
+from tenant_migrate.connections import driver_cursor
 
 MigrationKey = tuple[str, str]  # (app_label, migration_name), as in Django's migration graph
 AppliedMigrations = frozenset[MigrationKey]
@@ -50,6 +53,30 @@ def read_applied_migrations(
             for schema_name, keys in applied.items():
                 result[schema_name] = frozenset(keys)
     return result
+
+
+def read_schema_applied_migrations(
+    connection: BaseDatabaseWrapper, schema_name: str
+) -> AppliedMigrations | None:
+    """Return one schema's applied ``(app_label, name)`` set, or ``None`` when it has no
+    ``django_migrations`` table (or no longer exists), in one round trip when the table exists.
+
+    Reads the table directly and takes PostgreSQL's "undefined table" error (SQLSTATE 42P01, or
+    3F000 for a schema that is gone) for "no table"; inside a transaction, where an error would
+    abort it, it uses ``read_applied_migrations`` instead.
+    """
+    if not connection.get_autocommit():
+        return read_applied_migrations(connection, [schema_name], 1).get(schema_name)
+    quote = connection.ops.quote_name
+    table = MigrationRecorder.Migration._meta.db_table
+    try:
+        with driver_cursor(connection) as cursor:
+            cursor.execute(f"SELECT app, name FROM {quote(schema_name)}.{quote(table)}")
+            return frozenset(cursor.fetchall())
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) in ("42P01", "3F000"):
+            return None
+        raise
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate import conf
-from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
+from tenant_migrate.applied import AppliedMigrations, read_schema_applied_migrations
 from tenant_migrate.checksums import migration_checksum
 from tenant_migrate.locks import session_settings, try_lock_schema, unlock_schema
 from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
@@ -154,7 +154,7 @@ def migrate_schema(
         with migration_session_settings(connection):
             backoff = conf.retry_backoff_seconds()
             for attempt in range(conf.lock_timeout_retries() + 1):
-                applied = read_applied_migrations(connection, [schema_name], 1).get(schema_name)
+                applied = read_schema_applied_migrations(connection, schema_name)
                 try:
                     plan = planner.executor_for(applied or frozenset()).migration_plan(targets)
                 except PlanningError as exc:

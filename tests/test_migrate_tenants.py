@@ -262,3 +262,17 @@ def test_a_schema_that_cannot_be_planned_fails_and_is_not_counted_up_to_date(
     run = MigrationRun.objects.latest("started_at")
     assert (run.up_to_date_count, run.failed_count) == (0, 1)
     assert TenantRun.objects.get(run=run, schema_name=schema_name).status == "failed"
+
+
+def test_one_schema_is_read_in_one_query_and_a_missing_table_or_schema_is_none(
+    make_tenant: Callable,
+) -> None:
+    from tenant_migrate.applied import read_schema_applied_migrations
+
+    migrated = make_tenant().schema_name
+    empty = make_tenant(migrate=False).schema_name
+
+    assert read_schema_applied_migrations(connection, migrated) == applied_in(migrated)
+    assert ("crm", "0001_initial") in read_schema_applied_migrations(connection, migrated)
+    assert read_schema_applied_migrations(connection, empty) is None
+    assert read_schema_applied_migrations(connection, "no_such_schema") is None
