@@ -112,7 +112,23 @@ class Tool:
 class Row:
     scenario: str
     results: dict[str, Measurement] = field(default_factory=dict)
+    #: Every run's seconds per tool (``results`` holds the fastest run).
+    runs: dict[str, list[float]] = field(default_factory=dict)
     limit: float | None = None
+    limit_runs: list[float] = field(default_factory=list)
+    #: 1-minute load average when the scenario started and when it ended.
+    load: tuple[float, float] = (0.0, 0.0)
+
+    def add(self, key: str, measurement: Measurement) -> None:
+        """Record one run of tool ``key``; keep the fastest in ``results``."""
+        self.runs.setdefault(key, []).append(measurement.seconds)
+        best = self.results.get(key)
+        if best is None or measurement.seconds < best.seconds:
+            # Peak RSS: the largest of all runs, not only the fastest one's.
+            peak = max(measurement.peak_rss_mb, best.peak_rss_mb if best else 0.0)
+            self.results[key] = Measurement(measurement.seconds, peak)
+        else:
+            best.peak_rss_mb = max(best.peak_rss_mb, measurement.peak_rss_mb)
 
 
 class Bench:
@@ -317,6 +333,113 @@ def physical_limit(url: str, ddl: str, app: str, name: str) -> float:
     return time.perf_counter() - started
 
 
+# -- what each tool left in the database ----------------------------------------------------------
+
+SCHEMA_SHAPE = """
+SELECT n.nspname,
+       md5(string_agg(c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                      || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
+                      ',' ORDER BY c.relname, a.attname)),
+       (SELECT md5(coalesce(string_agg(k.conname || ' ' || k.contype::text, ','
+                                       ORDER BY k.conname), ''))
+          FROM pg_constraint k WHERE k.connamespace = n.oid)
+  FROM pg_namespace n
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'i', 'S', 'v')
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = ANY(%s)
+ GROUP BY n.oid, n.nspname
+"""
+
+
+def database_state(url: str) -> dict[str, tuple[str, ...]]:
+    """What the tenant schemas of a database hold: schema_name -> a tuple to compare.
+
+    Per schema: an md5 of its tables, indexes, sequences and views with their columns and types,
+    an md5 of its constraint names, an md5 of its ``django_migrations`` rows (app.name), and its
+    numbers of content types and permissions (written by ``post_migrate``). A schema without
+    tables maps to ``("empty",)``.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        schemas = [
+            row[0]
+            for row in conn.execute(
+                "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public'"
+            )
+        ]
+        shape = {name: (tables, constraints) for name, tables, constraints in
+                 conn.execute(SCHEMA_SHAPE, [schemas])}  # fmt: skip
+        with_migrations = [
+            name
+            for (name,) in conn.execute(
+                "SELECT s FROM unnest(%s::text[]) AS s "
+                "WHERE to_regclass(quote_ident(s) || '.django_migrations') IS NOT NULL",
+                [schemas],
+            )
+        ]
+        rows: dict[str, tuple[str, ...]] = {}
+        for start in range(0, len(with_migrations), 200):
+            parts = []
+            for name in with_migrations[start : start + 200]:
+                schema = sql.Identifier(name)
+                parts.append(
+                    sql.SQL(
+                        "SELECT {name}, (SELECT md5(string_agg(app || '.' || name, ',' "
+                        "ORDER BY app, name)) FROM {schema}.django_migrations), "
+                        "(SELECT count(*) FROM {schema}.django_content_type)::text, "
+                        "(SELECT count(*) FROM {schema}.auth_permission)::text"
+                    ).format(name=sql.Literal(name), schema=schema)
+                )
+            for name, *values in conn.execute(sql.SQL(" UNION ALL ").join(parts)):
+                rows[name] = tuple(values)
+    return {
+        name: (*shape[name], *rows.get(name, ())) if name in shape else ("empty",)
+        for name in schemas
+    }
+
+
+def compare_states(states: dict[str, dict[str, tuple[str, ...]]]) -> list[str]:
+    """Problems found comparing the tools' databases: ``[]`` when all tenant schemas agree.
+
+    ``states`` maps a tool's key to :func:`database_state` of its database. Every tenant schema of
+    every tool must be in the same state (one migration plan for all tenants).
+    """
+    problems = []
+    distinct: dict[tuple[str, ...], list[str]] = {}
+    for key, state in states.items():
+        for name, value in state.items():
+            distinct.setdefault(value, []).append(f"{key}:{name}")
+    if len(distinct) > 1:
+        for value, where in sorted(distinct.items(), key=lambda item: -len(item[1])):
+            problems.append(f"{len(where)} schema(s) in state {value}, e.g. {', '.join(where[:5])}")
+    return problems
+
+
+# -- environment --------------------------------------------------------------------------------
+
+
+def describe_environment(server_url: str, python: str) -> list[str]:
+    """Lines that say where and with what the benchmark ran."""
+    versions = subprocess.run(
+        [python, "-c",
+         "import sys, django, psycopg; from importlib.metadata import version; "
+         "print(sys.version.split()[0], django.get_version(), version('django-tenants'), "
+         "psycopg.__version__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    return [
+        f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}; commit: {commit or 'unknown'}",
+        f"CPUs: {os.cpu_count()}; load average (1/5/15 min) at the start: "
+        + " ".join(f"{value:.2f}" for value in os.getloadavg()),
+        f"Python {versions[0]}, Django {versions[1]}, django-tenants {versions[2]}, "
+        f"psycopg {versions[3]}, PostgreSQL {server}",
+    ]
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -329,6 +452,7 @@ def format_table(rows: list[Row], tools: list[Tool], tenants: int) -> str:
         "limit s",
         "ours/limit",
         "peak RSS MB (" + " / ".join(tool.key for tool in tools) + ")",
+        "load 1 min (start-end)",
     ]
     lines = [f"N = {tenants} tenants", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -349,7 +473,23 @@ def format_table(rows: list[Row], tools: list[Tool], tenants: int) -> str:
                 for tool in tools
             )
         )
+        cells.append(f"{row.load[0]:.1f}-{row.load[1]:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_runs(rows: list[Row], tools: list[Tool]) -> str:
+    """Every run's seconds, per scenario and tool (the table shows the fastest)."""
+    lines = []
+    for row in rows:
+        parts = [
+            f"{tool.key} " + ", ".join(f"{seconds:.2f}" for seconds in row.runs[tool.key])
+            for tool in tools
+            if tool.key in row.runs
+        ]
+        if row.limit_runs:
+            parts.append("limit " + ", ".join(f"{seconds:.2f}" for seconds in row.limit_runs))
+        lines.append(f"{row.scenario}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -367,18 +507,38 @@ def run_scenario(
     command: str = "migrate",
     python: str | None = None,
     wagtail: bool = False,
+    row: Row | None = None,
 ) -> Row:
-    row = Row(title)
+    """Run ``command`` of each tool once on its database; add the runs to ``row`` (or a new one).
+
+    After a ``migrate`` command the tools' databases are compared (:func:`compare_states`); a
+    difference raises ``RuntimeError``: the tools did not do the same work.
+    """
+    if row is None:
+        row = Row(title)
+        rows.append(row)
+        row.load = (os.getloadavg()[0], 0.0)
     for tool in tools:
         base_args: list[str] | None = getattr(tool, command)
         if base_args is None:
             continue
         args = [*base_args, *extra]
-        row.results[tool.key], _ = bench.manage(
-            project, tool.database, args, python=python, wagtail=wagtail
+        measurement, _ = bench.manage(project, tool.database, args, python=python, wagtail=wagtail)
+        row.add(tool.key, measurement)
+        print(
+            f"  {title}: {tool.title}: {measurement.seconds:.2f} s, "
+            f"{measurement.peak_rss_mb:.0f} MB (load {os.getloadavg()[0]:.2f})",
+            flush=True,
         )
-        print(f"  {title}: {tool.title}: {row.results[tool.key].seconds:.2f} s", flush=True)
-    rows.append(row)
+    row.load = (row.load[0], os.getloadavg()[0])
+    if command == "migrate":
+        problems = compare_states(
+            {tool.key: database_state(bench.url(tool.database)) for tool in tools}
+        )
+        if problems:
+            raise RuntimeError(f"{title}: the tools' databases differ:\n" + "\n".join(problems))
+        state = database_state(bench.url(tools[0].database))
+        print(f"  all tools' tenant schemas agree: {next(iter(state.values()))}", flush=True)
     return row
 
 
@@ -465,9 +625,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path(tempfile.gettempdir()) / "bench_wagtail_venv",
         help="Virtualenv with wagtail, created when missing (default: /tmp/bench_wagtail_venv).",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Runs of the no-op, status, --check, new migration/roll back scenarios and of the "
+        "physical limit; the table shows the fastest run of each (default 1). From zero runs "
+        "once.",
+    )
     options = parser.parse_args(argv)
     if not options.database_url:
         parser.error("set DATABASE_URL or pass --database-url")
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    repeat = options.repeat
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_migrate_tenants_"))
     bench = Bench(options.database_url, workdir, sys.executable)
@@ -499,17 +670,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert dependency, "the new migration depends on no crm migration"
         previous = dependency.group(1)
 
+        environment = describe_environment(options.database_url, sys.executable)
+        print("\n".join(environment), flush=True)
         rows: list[Row] = []
         run_scenario(bench, rows, "(a) from zero", tools, base)
-        run_scenario(bench, rows, "(b) no-op", tools, base)
-        run_scenario(bench, rows, "(e) status: " + " ".join(tools[2].status or []), tools, base,
-                     command="status")  # fmt: skip
-        run_scenario(bench, rows, "(e') --check", tools, base, command="check")
-        new_row = run_scenario(
-            bench, rows, f"(c) new migration crm.{new_migration}", tools, following
-        )
-        run_scenario(bench, rows, f"(d) roll back to crm.{previous}", tools, following,
-                     ["crm", previous])  # fmt: skip
+        scenarios: list[tuple[str, str]] = [
+            ("(b) no-op", "migrate"),
+            ("(e) status: " + " ".join(tools[2].status or []), "status"),
+            ("(e') --check", "check"),
+        ]
+        for title, command in scenarios:
+            row = None
+            for _ in range(repeat):
+                row = run_scenario(bench, rows, title, tools, base, command=command, row=row)
+        new_row = back_row = None
+        for _ in range(repeat):
+            new_row = run_scenario(bench, rows, f"(c) new migration crm.{new_migration}", tools,
+                                   following, row=new_row)  # fmt: skip
+            back_row = run_scenario(bench, rows, f"(d) roll back to crm.{previous}", tools,
+                                    following, ["crm", previous], row=back_row)  # fmt: skip
+        assert new_row is not None
 
         # On a tenant schema: on public, the tenant router turns crm's operations into no-ops.
         _, output = bench.manage(
@@ -520,8 +700,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ddl = statements_of(output)
         if not ddl:
             raise RuntimeError(f"sqlmigrate printed no SQL:\n{output}")
-        new_row.limit = physical_limit(bench.url(tools[-1].database), ddl, "crm", new_migration)
-        print(f"  physical limit: {new_row.limit:.2f} s", flush=True)
+        for attempt in range(repeat):
+            if attempt:  # Undo the previous attempt (not timed).
+                bench.manage(following, tools[-1].database,
+                             ["migrate_tenants", "crm", previous, "-v", "0"])  # fmt: skip
+            seconds = physical_limit(bench.url(tools[-1].database), ddl, "crm", new_migration)
+            new_row.limit_runs.append(seconds)
+            print(f"  physical limit: {seconds:.2f} s", flush=True)
+        new_row.limit = min(new_row.limit_runs)
         for tool in tools:
             bench.drop_database(tool.database)
 
@@ -537,11 +723,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.drop_database(template)
             run_scenario(bench, rows, f"(a) from zero + wagtail, N={count}", tools, base,
                          python=python, wagtail=True)  # fmt: skip
-            run_scenario(bench, rows, f"(b) no-op + wagtail, N={count}", tools, base,
-                         python=python, wagtail=True)  # fmt: skip
+            row = None
+            for _ in range(repeat):
+                row = run_scenario(bench, rows, f"(b) no-op + wagtail, N={count}", tools, base,
+                                   python=python, wagtail=True, row=row)  # fmt: skip
 
         print()
+        print("\n".join(environment))
+        print("load average (1/5/15 min) at the end: "
+              + " ".join(f"{value:.2f}" for value in os.getloadavg()))  # fmt: skip
+        print()
         print(format_table(rows, tools, options.tenants))
+        print()
+        print(f"Every run (s; the table shows the fastest of {repeat}):")
+        print(format_runs(rows, tools))
         print()
         print(f"Physical limit SQL per schema ({new_migration}, plus its django_migrations row):")
         print(ddl)
