@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -211,8 +211,18 @@ class KnownTableRecorder(MigrationRecorder):
     read under the schema's lock, just before): Django's ``has_table()`` would list every relation
     of the database, several times per schema."""
 
+    capture: StatementCapture | None = None  # paused while the recorder writes
+
     def has_table(self) -> bool:
         return True
+
+    def record_applied(self, app: str, name: str) -> None:
+        with self.capture.paused() if self.capture else nullcontext():
+            super().record_applied(app, name)
+
+    def record_unapplied(self, app: str, name: str) -> None:
+        with self.capture.paused() if self.capture else nullcontext():
+            super().record_unapplied(app, name)
 
 
 def _apply_plan(
@@ -273,8 +283,10 @@ def _migrate_pilot(
         pre_migrate_state.apps  # noqa: B018  (render now, once per group, as migrate does)
         planner.state_cache[("pre", applied)] = pre_migrate_state
     emit_pre_migrate_signal(0, False, connection.alias, apps=pre_migrate_state.apps, plan=plan)
-    capture = StatementCapture()
+    capture = StatementCapture(connection.schema_name, tenant_search_path(connection))
     tracker.capture = capture
+    if isinstance(executor.recorder, KnownTableRecorder):
+        executor.recorder.capture = capture
     with connection.execute_wrapper(capture):
         post_migrate_state = executor.migrate(
             targets, plan=plan, state=pre_migrate_state.clone(), fake=fake

@@ -16,7 +16,9 @@ executor in each schema, as ``migrate`` would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +31,12 @@ from django.db.migrations.recorder import MigrationRecorder
 from tenant_migrate.connections import driver_cursor
 
 MIGRATIONS_TABLE = MigrationRecorder.Migration._meta.db_table
-# Statements that neither change the schema nor write rows: transaction control and settings
-# (django-tenants sends ``SET search_path`` through the cursor wrapper before each cursor).
-_NOT_REPLAYED_PREFIXES = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "SET ")
-_READ_ONLY_PREFIXES = ("SELECT", "SHOW", *_NOT_REPLAYED_PREFIXES)
+# Statements that only read (the WriteDetector's view): queries and transaction control.
+_READ_ONLY_PREFIXES = ("SELECT", "SHOW", "SET ", "SAVEPOINT", "RELEASE SAVEPOINT")
+# One statement alone, as Django's atomic blocks and django-tenants' cursors send them.
+_SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT)\s+\S+\s*;?\s*", re.IGNORECASE)
+_ROLLBACK_TO = re.compile(r"\s*ROLLBACK\b", re.IGNORECASE)
+_SEARCH_PATH = re.compile(r"\s*SET\s+search_path\s*(=|TO)\s*([^;]*?)\s*;?\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -44,20 +48,37 @@ class CapturedStatement:
 
 @dataclass
 class CapturedMigration:
-    """The statements one migration sent, minus the ``django_migrations`` bookkeeping."""
+    """The statements one migration sent in the pilot schema ``schema_name`` whose
+    ``search_path`` django-tenants set to ``search_path``.
+
+    Left out: the ``django_migrations`` bookkeeping (the recorder pauses the capture), the
+    ``SET search_path`` django-tenants sends before each cursor, and lone ``SAVEPOINT`` /
+    ``RELEASE SAVEPOINT`` statements. Anything that could make the statements differ in another
+    schema makes the migration not replayable: an ``executemany()``, a statement that returned
+    rows, a ``ROLLBACK`` (a savepoint rolled back: what it undid would be replayed), another
+    ``search_path``, or the pilot's schema name in a statement.
+    """
 
     migration: Migration
     backwards: bool
+    schema_name: str = ""
+    search_path: tuple[str, ...] = ()
     statements: list[CapturedStatement] = field(default_factory=list)
-    replayable_statements: bool = True  # False once an executemany() was seen
+    replayable_statements: bool = True
 
     def record(self, sql: str, params: Any, many: bool, returned_rows: bool) -> None:
-        if many:
-            self.replayable_statements = False
-        if f'"{MIGRATIONS_TABLE}"' in sql or sql.lstrip().upper().startswith(
-            _NOT_REPLAYED_PREFIXES
-        ):
+        if _SAVEPOINT.fullmatch(sql):
             return
+        search_path = _SEARCH_PATH.fullmatch(sql)
+        if search_path and _schema_names(search_path.group(2)) == self.search_path:
+            return
+        if (
+            many
+            or search_path
+            or _ROLLBACK_TO.match(sql)
+            or (self.schema_name and _names_schema(sql, self.schema_name))
+        ):
+            self.replayable_statements = False
         self.statements.append(CapturedStatement(sql, params, returned_rows))
 
     @property
@@ -70,6 +91,16 @@ class CapturedMigration:
         )
 
 
+def _schema_names(path: str) -> tuple[str, ...]:
+    return tuple(name.strip().strip('"').replace('""', '"') for name in path.split(","))
+
+
+def _names_schema(sql: str, schema_name: str) -> bool:
+    return re.search(rf'(?<![\w$"]){re.escape(schema_name)}(?![\w$"])', sql) is not None or (
+        f'"{schema_name}"' in sql
+    )
+
+
 class StatementCapture:
     """A ``connection.execute_wrapper`` that files each statement under the migration running.
 
@@ -77,16 +108,28 @@ class StatementCapture:
     progress callback); statements outside any migration are ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, schema_name: str, search_path: Sequence[str]) -> None:
+        self.schema_name = schema_name
+        self.search_path = tuple(search_path)
         self.migrations: list[CapturedMigration] = []
         self._current: CapturedMigration | None = None
+        self._paused = 0
 
     def start(self, migration: Migration, backwards: bool) -> None:
-        self._current = CapturedMigration(migration, backwards)
+        self._current = CapturedMigration(migration, backwards, self.schema_name, self.search_path)
         self.migrations.append(self._current)
 
     def stop(self) -> None:
         self._current = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Statements sent meanwhile are not captured (the recorder's own bookkeeping)."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def __call__(
         self,
@@ -97,7 +140,7 @@ class StatementCapture:
         context: dict[str, Any],
     ) -> Any:
         result = execute(sql, params, many, context)
-        if self._current is not None:
+        if self._current is not None and not self._paused:
             cursor = context["cursor"]
             self._current.record(str(sql), params, many, cursor.description is not None)
         return result

@@ -168,3 +168,21 @@ def test_post_migrate_scope(
     per_schema = {name: post_migrate_schemas.count(name) for name in set(post_migrate_schemas)}
     assert len(per_schema) == expected_calls
     assert per_schema.keys() <= set(schemas)
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_run_sql_is_replayed_whole_including_set_statements_and_django_migrations_writes(
+    make_tenant: Callable,
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for schema_name in schemas:
+        assert count_in(schema_name, "crm_replay_check") == 0  # the table exists
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM \"{schema_name}\".django_migrations WHERE app = 'legacy'"
+            )
+            assert cursor.fetchone()[0] == 1, schema_name
