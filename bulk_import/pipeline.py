@@ -9,7 +9,10 @@ validation holds the GIL.
 
 The child inherits the open reader, the validator and the options (fork: nothing is set up
 again) and sends each batch, pickled, over a pipe. The pipe holds one batch at most, so the child
-is never more than about two batches ahead and memory stays flat. Everything that touches the
+is never more than about two batches ahead and memory stays flat. The objects that exist at the
+fork stay frozen (``gc.freeze``) in both processes until the child is reaped, so that the garbage
+collector does not write to them and the two processes keep sharing the pages they sit on.
+Everything that touches the
 database, the batch's transaction, the checkpoint, cancel, the soft time limit and the progress
 stays in the parent, exactly as without the child: the parent decides whether the next batch is
 written, and when it stops (cancel, time limit, an error), the child is killed and reaped before
@@ -22,6 +25,7 @@ A child whose parent dies (a killed worker) fails its next write to the pipe and
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import pickle
@@ -68,10 +72,25 @@ def batches_from(produce: Callable[[], Iterable[T]], *, in_child: bool) -> Itera
                 close()
         return
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
+    # While the child runs, the objects that exist now stay in the collector's permanent
+    # generation, which collections skip: a collection writes to every object it visits, so
+    # collections in either process would copy the pages the inherited heap sits on, and the
+    # child would soon hold a private copy of most of it (docs/performance.md). An application
+    # that freezes objects itself (gc.freeze) is left to manage them.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_fd)
+            _child_main(produce, write_fd)
+    except BaseException:
+        if freeze:
+            gc.unfreeze()
         os.close(read_fd)
-        _child_main(produce, write_fd)
+        os.close(write_fd)
+        raise
     os.close(write_fd)
     source = io.FileIO(read_fd, "rb")
     try:
@@ -79,6 +98,8 @@ def batches_from(produce: Callable[[], Iterable[T]], *, in_child: bool) -> Itera
     finally:
         source.close()  # a child still writing gets EPIPE
         _reap(pid)
+        if freeze:
+            gc.unfreeze()  # the parent's cycles among those objects can be collected again
 
 
 def _child_main(produce: Callable[[], Iterable[Any]], write_fd: int) -> None:

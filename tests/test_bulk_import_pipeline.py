@@ -5,6 +5,7 @@ reaped whatever happens."""
 from __future__ import annotations
 
 import csv
+import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,6 +103,46 @@ def test_a_parent_that_stops_early_kills_and_reaps_the_child() -> None:
         child = next(items)
         assert _alive(child)
     assert not _alive(child)
+
+
+def test_the_objects_the_child_inherits_stay_frozen_while_it_runs() -> None:
+    # Frozen objects are skipped by the collector, which would otherwise write to each of them and
+    # make the child copy the pages of the heap it shares with its parent.
+    assert gc.get_freeze_count() == 0
+    with batches_from(lambda: iter([gc.get_freeze_count()]), in_child=True) as items:
+        assert gc.get_freeze_count() > 0
+        [in_child] = list(items)
+    assert in_child > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_an_application_froze_itself_stay_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        created_since = [[] for _ in range(1000)]  # would be frozen too by another gc.freeze()
+        with batches_from(lambda: iter([gc.get_freeze_count()]), in_child=True) as items:
+            [in_child] = list(items)
+        assert 0 < in_child <= frozen
+        assert 0 < gc.get_freeze_count() <= frozen
+        assert len(created_since) == 1000
+    finally:
+        gc.unfreeze()
+
+
+def test_a_child_that_cannot_be_started_leaves_nothing_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with (
+        pytest.raises(BlockingIOError),
+        batches_from(lambda: iter([1]), in_child=True) as items,
+    ):
+        list(items)
+    assert gc.get_freeze_count() == 0
 
 
 def _write_mixed_file(path: Path) -> Path:
