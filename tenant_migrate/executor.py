@@ -26,10 +26,17 @@ from tenant_migrate.applied import AppliedMigrations, read_schema_applied_migrat
 from tenant_migrate.checksums import migration_checksum
 from tenant_migrate.locks import session_settings, try_lock_schema, unlock_schema
 from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
+from tenant_migrate.post_migrate_copy import (
+    PostMigrateCopy,
+    WriteDetector,
+    apply_copy,
+    copy_of,
+    existing_tables,
+    snapshot_tables,
+)
 from tenant_migrate.replay import (
     ReplayStep,
     StatementCapture,
-    WriteDetector,
     replay,
     replay_steps,
     tenant_search_path,
@@ -201,6 +208,7 @@ class GroupProgram:
     operation_states: dict[int, list[OperationStates]]
     full_path: bool
     post_migrate_per_schema: bool
+    post_migrate_copy: PostMigrateCopy | None = None
 
 
 OperationStates = tuple[Operation, ProjectState, ProjectState]  # operation, state before, after
@@ -293,9 +301,16 @@ def _migrate_pilot(
         )
     tracker.capture = None
     post_migrate_apps = _post_migrate_apps(post_migrate_state)
+    per_schema_scope = conf.post_migrate_scope() == "schema"
+    schema_name = connection.schema_name
+    copied_tables = [] if per_schema_scope else existing_tables(connection, schema_name)
+    before = snapshot_tables(connection, schema_name, copied_tables)
     writes = WriteDetector()
     with connection.execute_wrapper(writes):
         _emit_post_migrate(connection, post_migrate_apps, plan)
+    copy = None
+    if writes.wrote and copied_tables:
+        copy = copy_of(before, snapshot_tables(connection, schema_name, copied_tables), writes)
 
     steps = replay_steps(connection, capture.migrations)
     backwards = any(step.backwards for step in steps)
@@ -306,7 +321,8 @@ def _migrate_pilot(
         steps=steps,
         operation_states={} if backwards else _operation_states(pre_migrate_state, steps),
         full_path=full_path,
-        post_migrate_per_schema=conf.post_migrate_scope() == "schema" or writes.wrote,
+        post_migrate_per_schema=per_schema_scope or writes.wrote,
+        post_migrate_copy=copy,
     )
 
 
@@ -343,7 +359,9 @@ def _migrate_follower(
         if planner.loader.replacements:
             executor.check_replacements()
     if program.post_migrate_per_schema:
-        _emit_post_migrate(connection, program.post_migrate_apps, plan)
+        copy = program.post_migrate_copy
+        if copy is None or not apply_copy(connection, schema_name, copy):
+            _emit_post_migrate(connection, program.post_migrate_apps, plan)
 
 
 def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:

@@ -31,8 +31,6 @@ from django.db.migrations.recorder import MigrationRecorder
 from tenant_migrate.connections import driver_cursor
 
 MIGRATIONS_TABLE = MigrationRecorder.Migration._meta.db_table
-# Statements that only read (the WriteDetector's view): queries and transaction control.
-_READ_ONLY_PREFIXES = ("SELECT", "SHOW", "SET ", "SAVEPOINT", "RELEASE SAVEPOINT")
 # One statement alone, as Django's atomic blocks and django-tenants' cursors send them.
 _SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT)\s+\S+\s*;?\s*", re.IGNORECASE)
 _ROLLBACK_TO = re.compile(r"\s*ROLLBACK\b", re.IGNORECASE)
@@ -144,25 +142,6 @@ class StatementCapture:
             cursor = context["cursor"]
             self._current.record(str(sql), params, many, cursor.description is not None)
         return result
-
-
-class WriteDetector:
-    """A ``connection.execute_wrapper`` that notes whether any statement could write."""
-
-    def __init__(self) -> None:
-        self.wrote = False
-
-    def __call__(
-        self,
-        execute: Callable[..., Any],
-        sql: str,
-        params: Any,
-        many: bool,
-        context: dict[str, Any],
-    ) -> Any:
-        if not str(sql).lstrip().upper().startswith(_READ_ONLY_PREFIXES):
-            self.wrote = True
-        return execute(sql, params, many, context)
 
 
 @dataclass

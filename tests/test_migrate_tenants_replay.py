@@ -57,10 +57,24 @@ def post_migrate_schemas() -> Iterator[list[str]]:
     post_migrate.disconnect(dispatch_uid="test_replay_receiver")
 
 
+def rows_of(schema_name: str, table: str) -> list[tuple[object, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT * FROM "{schema_name}"."{table}" ORDER BY id')
+        return cursor.fetchall()
+
+
+def sequence_of(schema_name: str, table: str) -> tuple[int, bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_get_serial_sequence('\"{schema_name}\".{table}', 'id')")
+        (sequence,) = cursor.fetchone()
+        cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+        return cursor.fetchone()
+
+
 def test_followers_end_with_the_same_tables_indexes_constraints_and_content_types(
     make_tenant: Callable, post_migrate_schemas: list[str]
 ) -> None:
-    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
 
     result = run_command("migrate_tenants", tenants=schemas)
 
@@ -68,11 +82,58 @@ def test_followers_end_with_the_same_tables_indexes_constraints_and_content_type
     pilot = structure_of(schemas[0])
     assert ("column", "crm_contact", "email", "character varying", "NO", "") in pilot
     assert all(structure_of(schema_name) == pilot for schema_name in schemas[1:])
-    # Content types and permissions were created in the pilot, so post_migrate ran everywhere.
-    assert set(schemas) <= set(post_migrate_schemas)
-    counts = {count_in(name, "django_content_type") for name in schemas}
-    assert len(counts) == 1 and counts.pop() > 10
-    assert len({count_in(name, "auth_permission") for name in schemas}) == 1
+    # The pilot's receivers created content types and permissions; the followers' tables were
+    # what the pilot's were before (empty), so they got the pilot's rows without the receivers.
+    assert set(post_migrate_schemas) == {schemas[0]}
+    for table in ("django_content_type", "auth_permission"):
+        pilot_rows = rows_of(schemas[0], table)
+        assert len(pilot_rows) > 10
+        assert all(rows_of(name, table) == pilot_rows for name in schemas[1:])
+        # The id sequences moved on as in the pilot: the next row gets a new id.
+        assert {sequence_of(name, table) for name in schemas} == {(pilot_rows[-1][0], True)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{schemas[1]}".django_content_type (app_label, model) '
+            "VALUES ('crm', 'new_model') RETURNING id"
+        )
+        assert cursor.fetchone()[0] == rows_of(schemas[0], "django_content_type")[-1][0] + 1
+
+
+def test_a_follower_whose_content_types_differ_from_the_pilots_runs_the_receivers(
+    make_tenant: Callable, post_migrate_schemas: list[str]
+) -> None:
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+    assert run_command("migrate_tenants", tenants=schemas).exit_code == 0
+    assert run_command("migrate_tenants", "crm", "0001", tenants=schemas).exit_code == 0
+    for schema_name in schemas:  # post_migrate of the next run re-creates these rows
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'DELETE FROM "{schema_name}".auth_permission WHERE content_type_id IN '
+                f'(SELECT id FROM "{schema_name}".django_content_type WHERE model = %s);'
+                f'DELETE FROM "{schema_name}".django_content_type WHERE model = %s',
+                ["company", "company"],
+            )
+    drifted = schemas[2]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{drifted}".django_content_type (app_label, model) '
+            "VALUES ('crm', 'ghost')"
+        )
+    post_migrate_schemas.clear()
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # The pilot ran the receivers; the follower like it got its rows; the drifted one ran them.
+    assert set(post_migrate_schemas) == {schemas[0], drifted}
+    assert rows_of(schemas[1], "django_content_type") == rows_of(schemas[0], "django_content_type")
+    assert rows_of(schemas[1], "auth_permission") == rows_of(schemas[0], "auth_permission")
+    models = {name: {row[1:] for row in rows_of(name, "django_content_type")} for name in schemas}
+    assert ("crm", "company") in models[drifted] and ("crm", "ghost") in models[drifted]
+    assert models[drifted] - {("crm", "ghost")} == models[schemas[0]]
+    permissions = {name: {row[1] for row in rows_of(name, "auth_permission")} for name in schemas}
+    assert "Can add company" in permissions[drifted]
+    assert len({frozenset(names) for names in permissions.values()}) == 1
 
 
 @override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
@@ -127,6 +188,7 @@ def test_a_replayed_migration_that_fails_in_one_schema_is_rolled_back_there_only
     make_tenant: Callable,
 ) -> None:
     schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+    assert run_command("migrate_tenants", tenants=schemas).exit_code == 0
     assert run_command("migrate_tenants", "crm", "0001", tenants=schemas).exit_code == 0
     with connection.cursor() as cursor:
         cursor.execute(f'ALTER TABLE "{schemas[2]}".crm_contact ADD COLUMN code integer')
