@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
+from django.db.migrations.operations import RunPython
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState, StateApps
@@ -455,6 +456,13 @@ def _operation_states(
         for operation in step.migration.operations:
             from_state, state = state, state.clone()
             operation.state_forwards(step.migration.app_label, state)
+            if isinstance(operation, RunPython):
+                # RunPython.database_forwards clears a delayed state's apps before handing them
+                # to the code, which would render them again in every schema: rendered here,
+                # whole, once for the group, they are no longer delayed.
+                from_state.clear_delayed_apps_cache()
+                from_state.apps  # noqa: B018  (render)
+                from_state.is_delayed = False
             operations.append((operation, from_state, state))
         result[index] = operations
         state = state.clone()
