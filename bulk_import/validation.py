@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
-from openpyxl.utils.datetime import from_excel
 
 from bulk_import.emails import EmailNotValidError, normalize_email
 from bulk_import.mapping import BIRTH_DAY, BIRTH_MONTH, BIRTH_YEAR, FULL_NAME, ColumnMapping
@@ -168,6 +167,10 @@ def excel_serial_to_date(serial: float) -> dt.date:
         )
     if not 1 <= serial <= EXCEL_MAX_SERIAL:
         raise InvalidValue(f"{serial:g} is out of the range of Excel serial dates (1 to 2958465).")
+    # Imported here: openpyxl's package import takes about 0.1 s, and this module is imported
+    # at start-up by every manage.py command (through the admin).
+    from openpyxl.utils.datetime import from_excel
+
     return from_excel(serial).date()
 
 
