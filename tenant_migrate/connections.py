@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -11,6 +11,8 @@ from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 if is_psycopg3:
     import psycopg
+
+Statement = tuple[str, list[Any]]  # SQL with %s placeholders, and its parameters
 
 
 @contextmanager
@@ -35,3 +37,22 @@ def driver_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
             yield cursor
         finally:
             cursor.close()
+
+
+def is_open(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection`` has a driver connection not known to be closed or broken, without
+    a round trip (Django's ``is_usable()`` sends ``SELECT 1``)."""
+    driver_connection = connection.connection
+    return driver_connection is not None and not driver_connection.closed
+
+
+def asynchronous_commit_sql(
+    statements: Sequence[Statement], then: Sequence[Statement] = ()
+) -> Statement:
+    """One simple-query string of ``statements`` and then ``then``, run as one implicit
+    transaction (PostgreSQL docs, "Multiple Statements in a Simple Query") committed with
+    ``synchronous_commit = off``; with its parameters, for a client-side binding cursor."""
+    sql = ";\n".join(
+        ["SET LOCAL synchronous_commit = off", *(text for text, _ in [*statements, *then])]
+    )
+    return sql, [param for _, params in [*statements, *then] for param in params]

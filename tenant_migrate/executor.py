@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.operations import RunPython
@@ -25,7 +26,19 @@ from django_tenants.utils import get_public_schema_name
 from tenant_migrate import conf
 from tenant_migrate.applied import AppliedMigrations, read_schema_applied_migrations
 from tenant_migrate.checksums import migration_checksum
-from tenant_migrate.locks import session_settings, try_lock_schema, unlock_schema
+from tenant_migrate.connections import (
+    Statement,
+    asynchronous_commit_sql,
+    driver_cursor,
+    is_open,
+)
+from tenant_migrate.locks import (
+    schema_lock_statement,
+    schema_unlock_statement,
+    session_settings,
+    try_lock_schema,
+    unlock_schema,
+)
 from tenant_migrate.planner import MigrationTarget, Plan, PlanningError, TenantPlanner
 from tenant_migrate.post_migrate_copy import (
     PostMigrateCopy,
@@ -36,6 +49,7 @@ from tenant_migrate.post_migrate_copy import (
     snapshot_tables,
 )
 from tenant_migrate.replay import (
+    MIGRATIONS_TABLE,
     ReplayStep,
     StatementCapture,
     replay,
@@ -134,6 +148,8 @@ def migrate_schema(
     *,
     fake: bool = False,
     backup: Callable[[str], str] | None = None,
+    record_start: Sequence[Statement] = (),
+    record_outcome: Callable[[SchemaOutcome], Sequence[Statement]] | None = None,
 ) -> SchemaOutcome:
     """Bring ``schema_name`` to ``targets``; ``plan`` is what the caller's earlier read planned.
 
@@ -147,22 +163,34 @@ def migrate_schema(
     ``backup(schema_name)``, when given, is called under the lock once the plan is known not to
     be empty, and returns the path of the backup it made; if it raises, the schema fails and is
     not migrated.
+
+    ``record_start`` (SQL and parameters) is run before the schema is migrated, and
+    ``record_outcome(outcome)`` once its outcome is known, each committed asynchronously and sent
+    in the same round trip as taking and releasing the lock (the bookkeeping of a schema whose
+    migration is replayed would otherwise cost more round trips than the migration).
     """
     outcome = SchemaOutcome(schema_name=schema_name, status="up_to_date")
-    if not plan:
-        return outcome
     connection = planner.connection
+    if not plan:
+        _finish_schema(connection, outcome, record_start, record_outcome, unlock=False)
+        return outcome
     started = time.perf_counter()
     connection.set_schema_to_public()
-    if not try_lock_schema(connection, schema_name, conf.schema_lock_wait_seconds()):
+    locked, applied = _lock_and_read_applied(connection, schema_name, record_start)
+    if not locked:
+        locked = try_lock_schema(connection, schema_name, conf.schema_lock_wait_seconds())
+    if not locked:
         outcome.status = "skipped"
         outcome.error = "Another run is migrating this schema; skipped."
+        outcome.duration_s = time.perf_counter() - started
+        _finish_schema(connection, outcome, (), record_outcome, unlock=False)
         return outcome
     try:
         with migration_session_settings(connection):
             backoff = conf.retry_backoff_seconds()
             for attempt in range(conf.lock_timeout_retries() + 1):
-                applied = read_schema_applied_migrations(connection, schema_name)
+                if applied is UNREAD:
+                    applied = read_schema_applied_migrations(connection, schema_name)
                 try:
                     plan = planner.executor_for(applied or frozenset()).migration_plan(targets)
                 except PlanningError as exc:
@@ -177,6 +205,7 @@ def migrate_schema(
                         outcome.status = "failed"
                         outcome.error = f"Not migrated, the backup failed: {exc}"
                         break
+                assert not isinstance(applied, _Unread)
                 error = _apply_plan(planner, schema_name, applied, plan, targets, fake, outcome)
                 if error is None:
                     outcome.status = "migrated"
@@ -185,12 +214,87 @@ def migrate_schema(
                 if not _is_lock_timeout(error) or attempt == conf.lock_timeout_retries():
                     break
                 time.sleep(backoff * 2**attempt)
+                applied = UNREAD
     finally:
         connection.set_schema_to_public()
-        if connection.is_usable():
-            unlock_schema(connection, schema_name)
         outcome.duration_s = time.perf_counter() - started
+        _finish_schema(connection, outcome, (), record_outcome, unlock=is_open(connection))
     return outcome
+
+
+class _Unread:
+    """The applied migrations of a schema not read yet."""
+
+
+UNREAD = _Unread()
+
+
+def _lock_and_read_applied(
+    connection: BaseDatabaseWrapper, schema_name: str, record_start: Sequence[Statement]
+) -> tuple[bool, AppliedMigrations | _Unread | None]:
+    """Run ``record_start``, try the schema's lock and read its applied migrations, in one
+    round trip; return ``(taken, applied)``.
+
+    Statements of one simple query run one after the other, each with a snapshot of its own
+    (PostgreSQL docs, "Multiple Statements in a Simple Query"; "Read Committed Isolation Level"),
+    so the read sees every migration committed before the lock was taken. When the read is not
+    possible (no ``django_migrations`` table yet) or the driver cannot return several results
+    (psycopg 2), the statements run one by one instead, and ``applied`` is ``UNREAD``.
+    """
+    if not is_psycopg3:
+        if record_start:
+            with driver_cursor(connection) as cursor:
+                cursor.execute(*asynchronous_commit_sql(record_start))
+        return False, UNREAD
+    quote = connection.ops.quote_name
+    read = (f"SELECT app, name FROM {quote(schema_name)}.{quote(MIGRATIONS_TABLE)}", [])
+    try:
+        with driver_cursor(connection) as cursor:
+            cursor.execute(
+                *asynchronous_commit_sql(record_start, [schema_lock_statement(schema_name), read])
+            )
+            results = []
+            while True:
+                results.append(cursor.fetchall() if cursor.description else None)
+                if not cursor.nextset():
+                    break
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) not in ("42P01", "3F000"):
+            raise
+        # Rolled back, except the session-level lock (PostgreSQL docs, "Advisory Locks"), if
+        # it was taken: released, and everything done again one by one.
+        unlock_schema(connection, schema_name)
+        if record_start:
+            with driver_cursor(connection) as cursor:
+                cursor.execute(*asynchronous_commit_sql(record_start))
+        return False, UNREAD
+    (taken,) = results[-2][0]
+    if not taken:
+        return False, UNREAD
+    return True, frozenset(results[-1])
+
+
+def _finish_schema(
+    connection: BaseDatabaseWrapper,
+    outcome: SchemaOutcome,
+    record_start: Sequence[Statement],
+    record_outcome: Callable[[SchemaOutcome], Sequence[Statement]] | None,
+    *,
+    unlock: bool,
+) -> None:
+    """Record ``outcome`` (after ``record_start``) and, with ``unlock``, release the schema's
+    lock, in one round trip."""
+    statements = [*record_start, *(record_outcome(outcome) if record_outcome else ())]
+    release = [schema_unlock_statement(outcome.schema_name)] if unlock else []
+    if not statements and not release:
+        return
+    try:
+        with driver_cursor(connection) as cursor:
+            cursor.execute(*asynchronous_commit_sql(statements, release))
+    except DatabaseError:
+        if unlock and is_open(connection):
+            unlock_schema(connection, outcome.schema_name)
+        raise
 
 
 @dataclass

@@ -21,15 +21,22 @@ SCHEMA_LOCK_CLASS = 0x54_4D_53  # "TMS"
 RUN_LOCK_CLASS = 0x54_4D_52  # "TMR"
 
 
+def schema_lock_statement(schema_name: str) -> tuple[str, list[object]]:
+    """The statement that tries to take the schema's lock; it returns one row, ``(taken,)``."""
+    return "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
+
+
+def schema_unlock_statement(schema_name: str) -> tuple[str, list[object]]:
+    return "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
+
+
 def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seconds: float) -> bool:
     """Take the schema's lock, waiting up to ``wait_seconds``; return False if it stayed taken."""
     deadline = time.monotonic() + wait_seconds
     delay = 0.05
     while True:
         with driver_cursor(connection) as cursor:
-            cursor.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
-            )
+            cursor.execute(*schema_lock_statement(schema_name))
             if cursor.fetchone()[0]:
                 return True
         if time.monotonic() >= deadline:
@@ -38,11 +45,11 @@ def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seco
         delay = min(delay * 2, 1.0)
 
 
-def unlock_schema(connection: BaseDatabaseWrapper, schema_name: str) -> None:
+def unlock_schema(connection: BaseDatabaseWrapper, schema_name: str) -> bool:
+    """Release the schema's lock; return whether this session held it."""
     with driver_cursor(connection) as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
-        )
+        cursor.execute(*schema_unlock_statement(schema_name))
+        return bool(cursor.fetchone()[0])
 
 
 def lock_run(connection: BaseDatabaseWrapper, run_id: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from django.db.models import Case, Exists, F, Model, OuterRef, Q, Value, When
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
-from tenant_migrate.connections import driver_cursor
+from tenant_migrate.connections import Statement, asynchronous_commit_sql, driver_cursor
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 
@@ -114,24 +114,31 @@ def mark_interrupted_runs(is_alive: Callable[[int], bool]) -> list[int]:
     return dead
 
 
-def mark_schema_running(run: MigrationRun, schema_name: str) -> None:
-    """Set the schema's TenantRun ``running`` (one round trip, committed asynchronously)."""
+def schema_running_statements(run: MigrationRun, schema_name: str) -> list[Statement]:
+    """The statements that set the schema's TenantRun ``running``: for ``migrate_schema``'s
+    ``record_start``, or ``execute_asynchronously``."""
     tenant_run = _public_table(TenantRun)
-    _execute_asynchronously(
-        [
-            (
-                f"UPDATE {tenant_run} SET status = %s, started_at = %s"
-                " WHERE run_id = %s AND schema_name = %s",
-                [TenantRun.Status.RUNNING, timezone.now(), run.pk, schema_name],
-            )
-        ]
-    )
+    return [
+        (
+            f"UPDATE {tenant_run} SET status = %s, started_at = %s"
+            " WHERE run_id = %s AND schema_name = %s",
+            [TenantRun.Status.RUNNING, timezone.now(), run.pk, schema_name],
+        )
+    ]
 
 
 def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: bool = True) -> None:
-    """Store one schema's outcome: its migration records, its TenantRun (created for the public
-    schema, which has no pending row) and (with ``count``) the run's counters, in one round trip
-    and one asynchronously committed transaction.
+    """Store one schema's outcome (``schema_outcome_statements``) in one round trip and one
+    asynchronously committed transaction."""
+    execute_asynchronously(schema_outcome_statements(run, outcome, count=count))
+
+
+def schema_outcome_statements(
+    run: MigrationRun, outcome: SchemaOutcome, *, count: bool = True
+) -> list[Statement]:
+    """The statements that store one schema's outcome: its migration records, its TenantRun
+    (created for the public schema, which has no pending row) and (with ``count``) the run's
+    counters.
 
     Written as SQL rather than through the ORM because django-tenants would send a
     ``SET search_path`` before each of the ORM's statements: seven round trips per schema
@@ -164,17 +171,14 @@ def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: b
                 [run.pk],
             )
         )
-    _execute_asynchronously(statements)
+    return statements
 
 
-def _execute_asynchronously(statements: list[tuple[str, list[Any]]]) -> None:
-    """Run ``statements`` (SQL, parameters) in one round trip and one transaction committed
-    with ``synchronous_commit = off``: a multi-statement simple query is one implicit
-    transaction (PostgreSQL docs, "Multiple Statements in a Simple Query")."""
-    text = ";\n".join(["SET LOCAL synchronous_commit = off", *(sql for sql, _ in statements)])
-    params = [param for _, statement_params in statements for param in statement_params]
+def execute_asynchronously(statements: Sequence[Statement]) -> None:
+    """Run ``statements`` in one round trip and one transaction committed with
+    ``synchronous_commit = off`` (``asynchronous_commit_sql``)."""
     with driver_cursor(connection) as cursor:
-        cursor.execute(text, params)
+        cursor.execute(*asynchronous_commit_sql(statements))
 
 
 def _public_table(model: type[Model]) -> str:

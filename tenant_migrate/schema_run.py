@@ -21,15 +21,23 @@ def migrate_and_record(
     fake: bool,
     backup: Callable[[str], str] | None,
 ) -> SchemaOutcome:
-    """Mark ``schema_name`` running in ``run``, send ``tenant_migration_started``, migrate it
-    (``executor.migrate_schema``), record its outcome and send ``tenant_migration_finished``;
-    return the outcome. Never raises for a failing migration (it is in the outcome)."""
+    """Send ``tenant_migration_started``, migrate ``schema_name`` (``executor.migrate_schema``),
+    marking it running in ``run`` and recording its outcome there as it goes, and send
+    ``tenant_migration_finished``; return the outcome. Never raises for a failing migration
+    (it is in the outcome)."""
     from tenant_migrate.runner import MigrationRunner  # the signals' documented sender
 
-    records.mark_schema_running(run, schema_name)
     tenant_migration_started.send(MigrationRunner, run_id=run.pk, schema_name=schema_name)
-    outcome = migrate_schema(planner, schema_name, plan, targets, fake=fake, backup=backup)
-    records.record_schema_outcome(run, outcome)
+    outcome = migrate_schema(
+        planner,
+        schema_name,
+        plan,
+        targets,
+        fake=fake,
+        backup=backup,
+        record_start=records.schema_running_statements(run, schema_name),
+        record_outcome=lambda outcome: records.schema_outcome_statements(run, outcome),
+    )
     tenant_migration_finished.send(
         MigrationRunner, run_id=run.pk, schema_name=schema_name, outcome=outcome
     )

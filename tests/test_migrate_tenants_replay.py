@@ -248,3 +248,36 @@ def test_run_sql_is_replayed_whole_including_set_statements_and_django_migration
                 f"SELECT count(*) FROM \"{schema_name}\".django_migrations WHERE app = 'legacy'"
             )
             assert cursor.fetchone()[0] == 1, schema_name
+
+
+def server_transactions() -> int:
+    """Transactions this database has committed or rolled back, as PostgreSQL counts them (each
+    round trip in autocommit mode is one; pg_stat_force_next_flush: PostgreSQL 15+)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute("SELECT 1")  # its end flushes this session's counters
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_a_replayed_schema_costs_three_transactions_lock_and_read_replay_record_and_unlock(
+    make_tenant: Callable,
+) -> None:
+    def transactions_per_run(count: int) -> int:
+        schemas = [make_tenant(migrate=False).schema_name for _ in range(count)]
+        assert run_command("migrate_tenants", "crm", "0001", tenants=schemas).exit_code == 0
+        before = server_transactions()
+        result = run_command("migrate_tenants", "crm", "0002", tenants=schemas)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return server_transactions() - before
+
+    two, eight = transactions_per_run(2), transactions_per_run(8)
+
+    # Six more followers: each one round trip (one transaction) to mark it running, take its
+    # lock and read its applied migrations, one to replay, one to record it and unlock.
+    assert eight - two == 6 * 3
