@@ -32,14 +32,12 @@ from bulk_import.error_report import (
     stream_error_report,
 )
 from bulk_import.forms import BulkImportUploadForm
-from bulk_import.importer import create_bulk_import
 from bulk_import.models import (
     BulkImport,
     BulkImportError,
     BulkImportNotification,
     BulkImportStats,
 )
-from bulk_import.tasks import enqueue_bulk_import
 
 #: Imports a cancellation can still stop.
 CANCELLABLE_STATUSES = [BulkImport.Status.PENDING, BulkImport.Status.RUNNING]
@@ -222,6 +220,10 @@ class BulkImportAdmin(admin.ModelAdmin):
             request.FILES if request.method == "POST" else None,
         )
         if request.method == "POST" and form.is_valid():
+            # Imported here, not at start-up (the admin module is imported by every command).
+            from bulk_import.importer import create_bulk_import
+            from bulk_import.tasks import enqueue_bulk_import
+
             upload = form.cleaned_data["file"]
             with transaction.atomic():
                 record = create_bulk_import(upload, upload.name, options=form.import_options())

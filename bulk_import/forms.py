@@ -11,7 +11,6 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
-from bulk_import.importer import file_format_for
 from bulk_import.mapping import CONTACT_FIELDS, PSEUDO_FIELDS, contact_field_names, mapping_targets
 from bulk_import.models import BulkImport
 from bulk_import.readers import ImportFileError, open_reader
@@ -36,6 +35,14 @@ DATE_ORDER_CHOICES = [
     ("dmy", _("Day/month/year")),
     ("mdy", _("Month/day/year")),
 ]
+
+
+def _file_format_for(filename: str) -> str:
+    """``importer.file_format_for``, imported on first use: the admin imports this module at
+    every start-up, and the importer brings the validation, e-mail and phone libraries."""
+    from bulk_import.importer import file_format_for
+
+    return file_format_for(filename)
 
 
 class BulkImportUploadForm(forms.Form):
@@ -99,7 +106,7 @@ class BulkImportUploadForm(forms.Form):
     def clean_file(self) -> UploadedFile:
         upload: UploadedFile = self.cleaned_data["file"]
         try:
-            file_format_for(upload.name or "")
+            _file_format_for(upload.name or "")
         except ImportFileError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return upload
@@ -160,7 +167,7 @@ class BulkImportUploadForm(forms.Form):
         upload = data.get("file")
         if upload is None:
             return data
-        is_csv = file_format_for(upload.name or "") == BulkImport.Format.CSV
+        is_csv = _file_format_for(upload.name or "") == BulkImport.Format.CSV
         if data.get("sheet") and is_csv:
             self.add_error("sheet", _("A sheet name applies to workbooks only, not to CSV files."))
         if data.get("encoding") and not is_csv:
@@ -175,7 +182,7 @@ class BulkImportUploadForm(forms.Form):
         try:
             reader = open_reader(
                 upload,
-                file_format_for(upload.name or ""),
+                _file_format_for(upload.name or ""),
                 encoding=data.get("encoding") or None,
                 sheet=data.get("sheet") or None,
             )

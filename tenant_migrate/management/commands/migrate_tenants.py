@@ -187,7 +187,9 @@ class Command(BaseCommand):
                 if check_unapplied and pending:
                     raise CommandError(f"{pending} schema(s) have unapplied migrations.")
                 return
-            if not allow_irreversible and not fake:
+            # Only a named migration can be behind a schema's state: without one, the targets
+            # are the leaf migrations and every plan is forwards (Django's migration_plan).
+            if migration_name is not None and not allow_irreversible and not fake:
                 self._refuse_irreversible(runner)
             started = time.perf_counter()
             result = runner.run()
