@@ -337,6 +337,56 @@ def physical_limit(url: str, ddl: str, app: str, name: str) -> float:
     return time.perf_counter() - started
 
 
+def schema_rebuild_sql(url: str, schema: str, data_tables: Sequence[str]) -> str:
+    """The SQL that rebuilds tenant schema ``schema`` as it is, from an empty schema: pg_dump's
+    structure, and the rows of ``data_tables`` as INSERTs, with ``schema`` written as
+    ``{schema}`` (to be formatted with another name); no psql commands, no ``CREATE SCHEMA``."""
+    with psycopg.connect(url) as conn:
+        major = conn.info.server_version // 10000
+    debian_pg_dump = Path(f"/usr/lib/postgresql/{major}/bin/pg_dump")  # the server's version
+    pg_dump = str(debian_pg_dump) if debian_pg_dump.exists() else shutil.which("pg_dump")
+    if pg_dump is None:
+        raise RuntimeError("pg_dump not found: the physical limit of (a) needs it.")
+    base = [pg_dump, "--no-owner", "--no-privileges", f"--schema={schema}", url]
+    structure = subprocess.run(
+        [*base, "--schema-only"], capture_output=True, text=True, check=True
+    ).stdout
+    tables = [f"--table={schema}.{table}" for table in data_tables]
+    data = subprocess.run(
+        [*base, "--data-only", "--inserts", *tables], capture_output=True, text=True, check=True
+    ).stdout
+    kept = []
+    for line in (structure + "\n" + data).splitlines():
+        stripped = line.strip()
+        if (
+            not stripped
+            or stripped.startswith(("--", "\\"))
+            or stripped.upper().startswith(("CREATE SCHEMA", "ALTER SCHEMA"))
+        ):
+            continue
+        kept.append(line)
+    text = "\n".join(kept).replace("{", "{{").replace("}", "}}")
+    return re.sub(rf"\b{re.escape(schema)}\b", "{schema}", text)
+
+
+def from_zero_limit(url: str, rebuild_sql: str) -> float:
+    """Rebuild every tenant schema of ``url`` (empty schemas) with ``rebuild_sql``: one
+    transaction and one round trip of statements per schema; return the seconds."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        schemas = [
+            row[0]
+            for row in conn.execute(
+                "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public' "
+                "ORDER BY id"
+            )
+        ]
+        for schema in schemas:
+            with conn.transaction():
+                conn.execute(rebuild_sql.format(schema=schema).encode())
+    return time.perf_counter() - started
+
+
 # -- what each tool left in the database ----------------------------------------------------------
 
 SCHEMA_SHAPE = """
@@ -656,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         template = prepare_template(bench, f"bench_tpl_{suffix}", base, options.tenants)
         for tool in tools:
             tool.database = bench.create_database(f"bench_{tool.key}_{suffix}", template)
+        limit_database = bench.create_database(f"bench_limit_{suffix}", template)
         bench.drop_database(template)
 
         # The next version of the project: one new crm migration (AddField + AddIndex).
@@ -677,7 +728,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         environment = describe_environment(options.database_url, sys.executable)
         print("\n".join(environment), flush=True)
         rows: list[Row] = []
-        run_scenario(bench, rows, "(a) from zero", tools, base)
+        zero_row = run_scenario(bench, rows, "(a) from zero", tools, base)
+        # Its physical limit: the end state, as pg_dump writes it, rebuilt in each empty schema.
+        rebuild_sql = schema_rebuild_sql(
+            bench.url(tools[0].database),
+            f"{TENANT_PREFIX}1",
+            ["django_migrations", "django_content_type", "auth_permission"],
+        )
+        seconds = from_zero_limit(bench.url(limit_database), rebuild_sql)
+        zero_row.limit_runs.append(seconds)
+        zero_row.limit = seconds
+        print(f"  physical limit of (a): {seconds:.2f} s", flush=True)
+        problems = compare_states(
+            {
+                "limit": database_state(bench.url(limit_database)),
+                tools[0].key: database_state(bench.url(tools[0].database)),
+            }
+        )
+        if problems:
+            raise RuntimeError("(a) physical limit: the schemas differ:\n" + "\n".join(problems))
+        bench.drop_database(limit_database)
         scenarios: list[tuple[str, str]] = [
             ("(b) no-op", "migrate"),
             ("(e) status: " + " ".join(tools[2].status or []), "status"),
