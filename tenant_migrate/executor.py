@@ -248,11 +248,13 @@ def _lock_and_read_applied(
         return False, UNREAD
     quote = connection.ops.quote_name
     read = (f"SELECT app, name FROM {quote(schema_name)}.{quote(MIGRATIONS_TABLE)}", [])
+    sql, params = asynchronous_commit_sql(record_start, [schema_lock_statement(schema_name), read])
+    # Read Committed whatever the session's default: under Repeatable Read the transaction's one
+    # snapshot would be taken by its first statement, before the lock.
+    sql = f"SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n{sql}"
     try:
         with driver_cursor(connection) as cursor:
-            cursor.execute(
-                *asynchronous_commit_sql(record_start, [schema_lock_statement(schema_name), read])
-            )
+            cursor.execute(sql, params)
             results = []
             while True:
                 results.append(cursor.fetchall() if cursor.description else None)
