@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.migrations.executor import MigrationExecutor
@@ -317,6 +318,16 @@ class GroupProgram:
     post_migrate_per_schema: bool
     post_migrate_copy: PostMigrateCopy | None = None
 
+    @property
+    def starts_with_replay(self) -> bool:
+        """Whether a follower's first migration is replayed."""
+        return not self.full_path and bool(self.steps) and self.steps[0].sql is not None
+
+    @property
+    def ends_with_replay(self) -> bool:
+        """Whether a follower's last migration is replayed."""
+        return not self.full_path and bool(self.steps) and self.steps[-1].sql is not None
+
 
 OperationStates = tuple[Operation, ProjectState, ProjectState]  # operation, state before, after
 
@@ -360,18 +371,35 @@ def _apply_plan(
         fake,
     )
     try:
-        if applied is None:
+        program = planner.programs.get(group_key)
+        # A follower whose first migration is replayed creates its django_migrations table in
+        # that migration's round trip and transaction.
+        create_table_with_replay = (
+            applied is None and program is not None and program.starts_with_replay
+        )
+        if applied is None and not create_table_with_replay:
             _create_migrations_table(connection, schema_name)
         connection.set_schema(schema_name)
         executor = planner.executor_for(applied or frozenset(), progress_callback=tracker)
         executor.recorder = KnownTableRecorder(connection)
-        program = planner.programs.get(group_key)
         if program is None:
             # Stored only once the pilot succeeded: after a failure the next schema is a pilot.
             program = _migrate_pilot(planner, executor, plan, targets, fake, tracker)
             planner.programs[group_key] = program
         else:
-            _migrate_follower(planner, executor, schema_name, plan, targets, fake, program, tracker)
+            _migrate_follower(
+                planner,
+                executor,
+                schema_name,
+                plan,
+                targets,
+                fake,
+                program,
+                tracker,
+                migrations_table_sql=_migrations_table_sql(connection)
+                if create_table_with_replay
+                else "",
+            )
         return None
     except Exception as exc:
         tracker.fail(exc)
@@ -442,20 +470,44 @@ def _migrate_follower(
     fake: bool,
     program: GroupProgram,
     tracker: _ProgressTracker,
+    *,
+    migrations_table_sql: str = "",
 ) -> None:
-    """Migrate the current schema as the group's pilot was: replayed SQL where possible."""
+    """Migrate the current schema as the group's pilot was: replayed SQL where possible.
+
+    ``migrations_table_sql`` creates the schema's ``django_migrations`` table in the first
+    replayed batch. The copy of the pilot's ``post_migrate`` rows travels with the last replayed
+    batch when the plan ends with one; if that fails, the batch is replayed again without it and
+    the copy (or ``post_migrate``) comes after, as usual.
+    """
     connection = planner.connection
     if conf.post_migrate_scope() == "schema":
         emit_pre_migrate_signal(
             0, False, connection.alias, apps=program.pre_migrate_state.apps, plan=plan
         )
+    copy = program.post_migrate_copy
+    copied = False
     if program.full_path:
         executor.migrate(targets, plan=plan, state=program.pre_migrate_state.clone(), fake=fake)
     else:
+        copy_sql = ""
+        if program.post_migrate_per_schema and copy is not None and program.ends_with_replay:
+            copy_sql = copy.sql(connection, schema_name)
         search_path = tenant_search_path(connection)
         for index, steps in _replay_batches(program.steps):
             if steps:
-                _replay_batch(connection, schema_name, search_path, steps, fake, tracker)
+                is_last = index + len(steps) == len(program.steps)
+                copied = _replay_batch(
+                    connection,
+                    schema_name,
+                    search_path,
+                    steps,
+                    fake,
+                    tracker,
+                    leading_sql=migrations_table_sql,
+                    trailing_sql=copy_sql if is_last else "",
+                )
+                migrations_table_sql = ""
             else:
                 _apply_with_rendered_states(
                     executor,
@@ -465,10 +517,12 @@ def _migrate_follower(
                 )
         if planner.loader.replacements:
             executor.check_replacements()
-    if program.post_migrate_per_schema:
-        copy = program.post_migrate_copy
-        if copy is None or not apply_copy(connection, schema_name, copy):
-            _emit_post_migrate(connection, program.post_migrate_apps, plan)
+    if (
+        program.post_migrate_per_schema
+        and not copied
+        and (copy is None or not apply_copy(connection, schema_name, copy))
+    ):
+        _emit_post_migrate(connection, program.post_migrate_apps, plan)
 
 
 def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:
@@ -501,21 +555,51 @@ def _replay_batch(
     steps: list[ReplayStep],
     fake: bool,
     tracker: _ProgressTracker,
-) -> None:
+    *,
+    leading_sql: str = "",
+    trailing_sql: str = "",
+) -> bool:
     """Replay consecutive migrations in one transaction (one commit instead of one each). If it
     fails, replay them one by one, so that the ones before the failing migration stay applied
-    and the error is that migration's, as with Django's executor."""
+    and the error is that migration's, as with Django's executor.
+
+    ``leading_sql`` goes before the first migration, every time it is tried. ``trailing_sql``
+    goes after the last, in the first try only: returns whether it was run."""
     started, started_at = time.perf_counter(), timezone.now()
+    if trailing_sql:
+        try:
+            replay(
+                connection,
+                schema_name,
+                search_path,
+                steps,
+                leading_sql=leading_sql,
+                trailing_sql=trailing_sql,
+            )
+        except DatabaseError:
+            started, started_at = time.perf_counter(), timezone.now()  # again, without it
+        else:
+            _report_replayed(tracker, steps, started_at, started, fake)
+            return True
     try:
-        replay(connection, schema_name, search_path, steps)
+        replay(connection, schema_name, search_path, steps, leading_sql=leading_sql)
     except Exception:
         if len(steps) == 1:
             _report_replayed(tracker, steps, started_at, started, fake, failed=True)
             raise
-        for step in steps:
-            _replay_batch(connection, schema_name, search_path, [step], fake, tracker)
-        return
+        for position, step in enumerate(steps):
+            _replay_batch(
+                connection,
+                schema_name,
+                search_path,
+                [step],
+                fake,
+                tracker,
+                leading_sql=leading_sql if position == 0 else "",
+            )
+        return False
     _report_replayed(tracker, steps, started_at, started, fake)
+    return False
 
 
 def _report_replayed(
@@ -634,6 +718,20 @@ def _post_migrate_apps(state: ProjectState) -> StateApps:
         [ModelState.from_model(global_apps.get_model(*model_key)) for model_key in model_keys]
     )
     return post_migrate_apps
+
+
+def _migrations_table_sql(connection: BaseDatabaseWrapper) -> str:
+    """The statements Django's schema editor sends to create ``django_migrations``, unqualified
+    (the replay's ``search_path`` puts the tenant's schema first, where ``CREATE TABLE``
+    creates it); collected once per database alias."""
+    return _collected_migrations_table_sql(connection.alias)
+
+
+@functools.cache
+def _collected_migrations_table_sql(alias: str) -> str:
+    with connections[alias].schema_editor(collect_sql=True, atomic=False) as editor:
+        editor.create_model(MigrationRecorder.Migration)
+    return "\n".join(editor.collected_sql)
 
 
 def _create_migrations_table(connection: BaseDatabaseWrapper, schema_name: str) -> None:

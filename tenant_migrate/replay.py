@@ -201,9 +201,14 @@ def replay(
     schema_name: str,
     search_path: Sequence[str],
     steps: Sequence[ReplayStep],
+    *,
+    leading_sql: str = "",
+    trailing_sql: str = "",
 ) -> None:
     """Run the SQL of ``steps`` (consecutive replayable migrations) and their ``django_migrations``
-    changes in ``schema_name``, in one round trip and one transaction.
+    changes in ``schema_name``, in one round trip and one transaction; ``leading_sql`` before
+    them (the creation of ``django_migrations``), ``trailing_sql`` after them (the copy of the
+    pilot's ``post_migrate`` rows), both in that transaction.
 
     The statements go as one simple-query string, which PostgreSQL runs as a single implicit
     transaction (PostgreSQL docs, "Protocol Flow: Multiple Statements in a Simple Query"): either
@@ -213,6 +218,8 @@ def replay(
     quote = connection.ops.quote_name
     table = f"{quote(schema_name)}.{quote(MIGRATIONS_TABLE)}"
     parts = [f"SET LOCAL search_path = {', '.join(quote(name) for name in search_path)};"]
+    if leading_sql:
+        parts.append(leading_sql)
     for step in steps:
         assert step.sql is not None
         parts.append(step.sql)
@@ -221,6 +228,8 @@ def replay(
                 parts.append(f"DELETE FROM {table} WHERE (app, name) = ({values});")
             else:
                 parts.append(f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());")
+    if trailing_sql:
+        parts.append(trailing_sql)
     if not connection.get_autocommit():
         raise RuntimeError("Replaying a migration needs a connection in autocommit mode.")
     with driver_cursor(connection) as cursor:

@@ -281,3 +281,25 @@ def test_a_replayed_schema_costs_three_transactions_lock_and_read_replay_record_
     # Six more followers: each one round trip (one transaction) to mark it running, take its
     # lock and read its applied migrations, one to replay, one to record it and unlock.
     assert eight - two == 6 * 3
+
+
+def test_a_follower_that_fails_in_its_first_replayed_migration_from_zero_is_left_untouched(
+    make_tenant: Callable,
+) -> None:
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+    broken = schemas[2]
+    with connection.cursor() as cursor:  # contenttypes.0001 cannot create its table there
+        cursor.execute(f'CREATE TABLE "{broken}".django_content_type (id integer)')
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 1
+    assert f"{broken}: FAILED at contenttypes.0001_initial" in result.stdout
+    # Its django_migrations table was to be created in the same transaction: rolled back too.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [f'"{broken}".django_migrations'])
+        assert cursor.fetchone()[0] is None
+        cursor.execute(f'DROP TABLE "{broken}".django_content_type')
+    assert run_command("migrate_tenants", tenants=schemas).exit_code == 0
+    assert structure_of(broken) == structure_of(schemas[0])
+    assert rows_of(broken, "auth_permission") == rows_of(schemas[0], "auth_permission")
