@@ -315,18 +315,22 @@ def statements_of(sqlmigrate_output: str) -> str:
     return "\n".join(lines)
 
 
+def tenant_schemas(conn: psycopg.Connection) -> list[str]:
+    """The tenant schemas of the example project's database, in creation order."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public' "
+            "ORDER BY id"
+        )
+    ]
+
+
 def physical_limit(url: str, ddl: str, app: str, name: str) -> float:
     """Send ``ddl`` and the migration's record to every tenant schema; return the seconds."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        schemas = [
-            row[0]
-            for row in conn.execute(
-                "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public' "
-                "ORDER BY id"
-            )
-        ]
-        for schema in schemas:
+        for schema in tenant_schemas(conn):
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
                 conn.execute(ddl.encode())
@@ -374,14 +378,7 @@ def from_zero_limit(url: str, rebuild_sql: str) -> float:
     transaction and one round trip of statements per schema; return the seconds."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        schemas = [
-            row[0]
-            for row in conn.execute(
-                "SELECT schema_name FROM public.customers_client WHERE schema_name <> 'public' "
-                "ORDER BY id"
-            )
-        ]
-        for schema in schemas:
+        for schema in tenant_schemas(conn):
             with conn.transaction():
                 conn.execute(rebuild_sql.format(schema=schema).encode())
     return time.perf_counter() - started
