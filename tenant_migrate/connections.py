@@ -56,3 +56,14 @@ def asynchronous_commit_sql(
         ["SET LOCAL synchronous_commit = off", *(text for text, _ in [*statements, *then])]
     )
     return sql, [param for _, params in [*statements, *then] for param in params]
+
+
+def execute_asynchronously(
+    connection: BaseDatabaseWrapper, statements: Sequence[Statement]
+) -> None:
+    """Run ``statements`` on ``connection`` in one round trip and one transaction committed
+    with ``synchronous_commit = off`` (``asynchronous_commit_sql``); nothing when empty."""
+    if not statements:
+        return
+    with driver_cursor(connection) as cursor:
+        cursor.execute(*asynchronous_commit_sql(statements))

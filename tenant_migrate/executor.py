@@ -31,6 +31,7 @@ from tenant_migrate.connections import (
     Statement,
     asynchronous_commit_sql,
     driver_cursor,
+    execute_asynchronously,
     is_open,
 )
 from tenant_migrate.locks import (
@@ -243,9 +244,7 @@ def _lock_and_read_applied(
     (psycopg 2), the statements run one by one instead, and ``applied`` is ``UNREAD``.
     """
     if not is_psycopg3:
-        if record_start:
-            with driver_cursor(connection) as cursor:
-                cursor.execute(*asynchronous_commit_sql(record_start))
+        execute_asynchronously(connection, record_start)
         return False, UNREAD
     quote = connection.ops.quote_name
     read = (f"SELECT app, name FROM {quote(schema_name)}.{quote(MIGRATIONS_TABLE)}", [])
@@ -267,9 +266,7 @@ def _lock_and_read_applied(
         # Rolled back, except the session-level lock (PostgreSQL docs, "Advisory Locks"), if
         # it was taken: released, and everything done again one by one.
         unlock_schema(connection, schema_name)
-        if record_start:
-            with driver_cursor(connection) as cursor:
-                cursor.execute(*asynchronous_commit_sql(record_start))
+        execute_asynchronously(connection, record_start)
         return False, UNREAD
     (taken,) = results[-2][0]
     if not taken:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from django.db.models import Case, Exists, F, Model, OuterRef, Q, Value, When
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
-from tenant_migrate.connections import Statement, asynchronous_commit_sql, driver_cursor
+from tenant_migrate.connections import Statement, execute_asynchronously
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 
@@ -116,7 +116,7 @@ def mark_interrupted_runs(is_alive: Callable[[int], bool]) -> list[int]:
 
 def schema_running_statements(run: MigrationRun, schema_name: str) -> list[Statement]:
     """The statements that set the schema's TenantRun ``running``: for ``migrate_schema``'s
-    ``record_start``, or ``execute_asynchronously``."""
+    ``record_start``, or ``connections.execute_asynchronously``."""
     tenant_run = _public_table(TenantRun)
     return [
         (
@@ -130,7 +130,7 @@ def schema_running_statements(run: MigrationRun, schema_name: str) -> list[State
 def record_schema_outcome(run: MigrationRun, outcome: SchemaOutcome, *, count: bool = True) -> None:
     """Store one schema's outcome (``schema_outcome_statements``) in one round trip and one
     asynchronously committed transaction."""
-    execute_asynchronously(schema_outcome_statements(run, outcome, count=count))
+    execute_asynchronously(connection, schema_outcome_statements(run, outcome, count=count))
 
 
 def schema_outcome_statements(
@@ -172,13 +172,6 @@ def schema_outcome_statements(
             )
         )
     return statements
-
-
-def execute_asynchronously(statements: Sequence[Statement]) -> None:
-    """Run ``statements`` in one round trip and one transaction committed with
-    ``synchronous_commit = off`` (``asynchronous_commit_sql``)."""
-    with driver_cursor(connection) as cursor:
-        cursor.execute(*asynchronous_commit_sql(statements))
 
 
 def _public_table(model: type[Model]) -> str:
