@@ -303,3 +303,35 @@ def test_a_follower_that_fails_in_its_first_replayed_migration_from_zero_is_left
     assert run_command("migrate_tenants", tenants=schemas).exit_code == 0
     assert structure_of(broken) == structure_of(schemas[0])
     assert rows_of(broken, "auth_permission") == rows_of(schemas[0], "auth_permission")
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_followers_render_no_model_state_of_their_own(
+    make_tenant: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The states a ``RunPython`` migration needs (crm 0004 here, contenttypes 0002 and auth 0011
+    from zero) are rendered once per group: migrating 4 schemas renders as many apps registries
+    as migrating 1, while Django's executor renders them again in every schema."""
+    from django.db.migrations.state import StateApps
+
+    renders = 0
+    original_init = StateApps.__init__
+
+    def counting_init(self: StateApps, *args: object, **kwargs: object) -> None:
+        nonlocal renders
+        renders += 1
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateApps, "__init__", counting_init)
+    counts = []
+    for schema_count in (1, 4):
+        schemas = [make_tenant(migrate=False).schema_name for _ in range(schema_count)]
+        renders = 0
+        result = run_command("migrate_tenants", tenants=schemas)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        for schema_name in schemas:
+            assert rows_of(schema_name, "crm_company")[0][1:2] == (f"created in {schema_name}",)
+        counts.append(renders)
+
+    assert counts[0] > 0
+    assert counts[1] == counts[0], counts
