@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from django.db import connection
 from kombu.exceptions import KombuError
 
-from tenant_migrate import records
+from tenant_migrate import locks, records
 from tenant_migrate.executor import MigrationOutcome, SchemaOutcome
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 from tenant_migrate.planner import MigrationTarget
@@ -69,23 +69,63 @@ def send_tasks(
     return sent
 
 
+class WorkersIdle(Exception):
+    """No worker was on the run for ``seconds``: none of its ``unfinished`` tenants (sorted
+    schema names) started or finished, and no worker process ran one of its tasks."""
+
+    def __init__(self, run_id: int, unfinished: list[str], seconds: float) -> None:
+        self.run_id, self.unfinished, self.seconds = run_id, unfinished, seconds
+        super().__init__(
+            f"No Celery worker took up run {run_id} for {seconds:g} s: "
+            f"{len(unfinished)} tenant(s) not finished."
+        )
+
+
 def wait_for_outcomes(
-    run: MigrationRun, schema_names: Sequence[str], poll_interval: float
+    run: MigrationRun,
+    schema_names: Sequence[str],
+    poll_interval: float,
+    idle_timeout: float | None = None,
 ) -> Iterator[SchemaOutcome]:
     """Yield the outcome of each of ``schema_names`` as the workers record it (in the order they
     finish), reading the run records every ``poll_interval`` seconds; return when all are
-    finished, after making sure the run is marked finished."""
+    finished, after making sure the run is marked finished.
+
+    Raises ``WorkersIdle`` once ``idle_timeout`` seconds (None: never) have passed without a
+    worker on the run: no tenant started or finished and no other session holds the run's lock
+    (``locks.other_run_lock_holders``; a worker holds it while it runs one of the run's tasks).
+    """
     remaining = set(schema_names)
+    running: set[str] = set()
+    last_progress = time.monotonic()
     while remaining:
         connection.set_schema_to_public()
-        finished = list(
-            TenantRun.objects.filter(run=run, schema_name__in=list(remaining))
-            .exclude(status__in=records.UNFINISHED)
-            .order_by("finished_at", "schema_name")
+        statuses = dict(
+            TenantRun.objects.filter(run=run, schema_name__in=list(remaining)).values_list(
+                "schema_name", "status"
+            )
         )
-        if not finished:
+        finished_names = [
+            name for name, status in statuses.items() if status not in records.UNFINISHED
+        ]
+        now_running = {
+            name for name, status in statuses.items() if status == TenantRun.Status.RUNNING
+        }
+        if finished_names or now_running != running:
+            last_progress = time.monotonic()
+        running = now_running
+        if not finished_names:
+            if idle_timeout is not None and time.monotonic() - last_progress >= idle_timeout:
+                if not locks.other_run_lock_holders(connection, run.pk):
+                    raise WorkersIdle(run.pk, sorted(remaining), idle_timeout)
+                last_progress = time.monotonic()  # a worker is in one of the run's tasks
             time.sleep(poll_interval)
             continue
+        finished = list(
+            TenantRun.objects.filter(run=run, schema_name__in=finished_names).order_by(
+                "finished_at", "schema_name"
+            )
+        )
         migrations: dict[str, list[MigrationOutcome]] = {}
         for record in MigrationRecord.objects.filter(
             run=run, schema_name__in=[tenant_run.schema_name for tenant_run in finished]

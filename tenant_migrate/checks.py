@@ -77,3 +77,19 @@ def check_post_migrate_scope(app_configs: Any = None, **kwargs: Any) -> list[Che
             id="tenant_migrate.E004",
         )
     ]
+
+
+@register()
+def check_celery_wait_timeout(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    value = getattr(settings, "TENANT_MIGRATE_CELERY_WAIT_TIMEOUT", None)
+    if value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    ):
+        return []
+    return [
+        Error(
+            f"TENANT_MIGRATE_CELERY_WAIT_TIMEOUT is {value!r}.",
+            hint="Set a number of seconds greater than 0, or None to wait as long as it takes.",
+            id="tenant_migrate.E005",
+        )
+    ]

@@ -109,3 +109,13 @@ def celery_poll_interval() -> float:
     """``TENANT_MIGRATE_CELERY_POLL_INTERVAL``: seconds between two reads of the run records while
     ``migrate_tenants --executor celery`` waits for the workers. Default 0.5 seconds."""
     return float(getattr(settings, "TENANT_MIGRATE_CELERY_POLL_INTERVAL", 0.5))
+
+
+def celery_wait_timeout() -> float | None:
+    """``TENANT_MIGRATE_CELERY_WAIT_TIMEOUT``: seconds ``migrate_tenants --executor celery`` keeps
+    waiting while no worker is on the run: none of its tenants started or finished and no worker
+    process runs one of its tasks (the queue is not consumed, or the tasks were lost). It then
+    stops waiting, lists the unfinished tenants and exits 1; the run stays open for the workers.
+    ``--wait-timeout`` overrides it. Default None: wait as long as it takes."""
+    value = getattr(settings, "TENANT_MIGRATE_CELERY_WAIT_TIMEOUT", None)
+    return None if value is None else float(value)

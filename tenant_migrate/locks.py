@@ -78,6 +78,21 @@ def run_is_alive(connection: BaseDatabaseWrapper, run_id: int) -> bool:
         return False
 
 
+def other_run_lock_holders(connection: BaseDatabaseWrapper, run_id: int) -> int:
+    """Return how many sessions other than this one hold the run's lock (in shared mode: Celery
+    worker processes running one of the run's tasks). Read from ``pg_locks``, where a two-key
+    advisory lock shows its keys as ``classid`` and ``objid`` with ``objsubid`` 2 (PostgreSQL
+    docs, "pg_locks")."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = %s AND objid = %s AND objsubid = 2 AND pid <> pg_backend_pid()",
+            [RUN_LOCK_CLASS, run_id],
+        )
+        return cursor.fetchone()[0]
+
+
 @contextmanager
 def session_settings(connection: BaseDatabaseWrapper, **values: str | None) -> Iterator[None]:
     """Set PostgreSQL run-time parameters (``lock_timeout="5s"``...) for the session, and reset

@@ -35,6 +35,9 @@ class RunRequest:
     executor: str = "serial"  # "serial", "parallel:N", "new_tenant" or "celery"
     backup: Callable[[str], str] | None = None  # dumps a tenant schema before it is migrated
     wait: bool = True  # with the celery executor: wait for the workers to finish
+    # With the celery executor: stop waiting after this many seconds without a worker on the run
+    # (celery_executor.WorkersIdle); None: TENANT_MIGRATE_CELERY_WAIT_TIMEOUT.
+    wait_timeout: float | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
@@ -206,7 +209,12 @@ class MigrationRunner:
         self.on_tasks_sent(run, sent, sum(len(chunk) for chunk in chunks[:sent]))
         if not self.request.wait:
             return outcomes
-        for outcome in celery_executor.wait_for_outcomes(run, work, conf.celery_poll_interval()):
+        wait_timeout = self.request.wait_timeout
+        if wait_timeout is None:
+            wait_timeout = conf.celery_wait_timeout()
+        for outcome in celery_executor.wait_for_outcomes(
+            run, work, conf.celery_poll_interval(), wait_timeout
+        ):
             outcomes.append(outcome)
             self.on_outcome(len(outcomes), total, outcome)
         return outcomes

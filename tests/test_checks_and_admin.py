@@ -37,6 +37,15 @@ def test_unknown_post_migrate_scope_is_reported() -> None:
     assert "tenant_migrate.E004" in ids
 
 
+def test_a_celery_wait_timeout_that_is_not_positive_seconds_is_reported() -> None:
+    for bad in (0, -5, "600", True):
+        with override_settings(TENANT_MIGRATE_CELERY_WAIT_TIMEOUT=bad):
+            assert "tenant_migrate.E005" in [m.id for m in checks.run_checks()], bad
+    for good in (None, 600, 0.5):
+        with override_settings(TENANT_MIGRATE_CELERY_WAIT_TIMEOUT=good):
+            assert "tenant_migrate.E005" not in [m.id for m in checks.run_checks()], good
+
+
 @override_settings(BULK_IMPORT_CONTACT_MODEL="crm.NoSuchModel")
 def test_unknown_contact_model_is_reported() -> None:
     ids = [message.id for message in checks.run_checks()]

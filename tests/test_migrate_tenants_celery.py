@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 
 import psutil
@@ -22,7 +23,7 @@ from django.db import connection
 
 from tenant_migrate import records
 from tenant_migrate.executor import SchemaOutcome
-from tenant_migrate.locks import run_is_alive
+from tenant_migrate.locks import RUN_LOCK_CLASS, run_is_alive
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 from tenant_migrate.planner import TenantPlanner
 from tenant_migrate.tasks import migrate_chunk, migrate_tenant_schemas
@@ -316,6 +317,72 @@ def test_liveness_of_a_celery_run_nobody_waits_for(make_tenant: Callable) -> Non
         all_done.pk: "succeeded",
     }
     assert TenantRun.objects.get(run=never_sent).status == "interrupted"
+
+
+def unconsumed_queue_environment() -> tuple[dict[str, str], str]:
+    """The environment of a command whose tasks go to a queue no worker consumes, and that
+    queue's name (delete it with ``delete_queue``)."""
+    queue = f"tests-unconsumed-{uuid.uuid4().hex[:8]}"
+    env = child_process_environment()
+    env["CELERY_TASK_DEFAULT_QUEUE"] = queue
+    return env, queue
+
+
+def delete_queue(queue: str) -> None:
+    from example_project.celery import app
+
+    with app.connection_for_write() as broker:
+        broker.default_channel.queue_delete(queue)
+
+
+def test_wait_timeout_stops_waiting_when_no_worker_takes_up_the_run(make_tenant: Callable) -> None:
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(2))
+    env, queue = unconsumed_queue_environment()
+    try:
+        process = manage_py(
+            "migrate_tenants", "--executor", "celery", "--wait-timeout", "1",
+            *tenant_args(schemas), env=env,
+        )  # fmt: skip
+        output = process.communicate(timeout=120)[0]
+    finally:
+        delete_queue(queue)
+
+    assert process.returncode == 1, output
+    run = MigrationRun.objects.latest("started_at")
+    assert f"Stopped waiting: no Celery worker took up run {run.pk} for 1 s" in output
+    assert "2 tenant(s) are not finished" in output
+    assert all(f"  {name}: not finished" in output for name in schemas)
+    assert "Traceback" not in output
+    # The run stays open for the workers: its tasks may still be consumed.
+    assert run.status == "running"
+    assert set(TenantRun.objects.filter(run=run).values_list("schema_name", "status")) == {
+        (name, "pending") for name in schemas
+    }
+    run.delete()
+
+
+def test_wait_timeout_keeps_waiting_while_a_worker_holds_the_run(make_tenant: Callable) -> None:
+    schema_name = make_tenant(migrate=False).schema_name
+    env, queue = unconsumed_queue_environment()
+    latest = MigrationRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    try:
+        process = manage_py(
+            "migrate_tenants", "--executor", "celery", "--wait-timeout", "1",
+            "--tenant", schema_name, env=env,
+        )  # fmt: skip
+        wait_for(lambda: MigrationRun.objects.filter(pk__gt=latest).exists(), "the run")
+        run = MigrationRun.objects.get(pk__gt=latest)
+        with other_session() as worker:  # holds the run's lock as a worker in its task does
+            worker.execute("SELECT pg_advisory_lock_shared(%s, %s)", [RUN_LOCK_CLASS, run.pk])
+            time.sleep(3)
+            assert process.poll() is None, "stopped waiting while a worker held the run"
+        output = process.communicate(timeout=60)[0]
+    finally:
+        delete_queue(queue)
+
+    assert process.returncode == 1, output
+    assert f"no Celery worker took up run {run.pk} for 1 s" in output
+    run.delete()
 
 
 def test_an_unreachable_broker_skips_the_tenants_and_exits_1(make_tenant: Callable) -> None:

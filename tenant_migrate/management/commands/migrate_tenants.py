@@ -10,6 +10,7 @@ from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate.backups import BackupError, SchemaBackup
+from tenant_migrate.celery_executor import WorkersIdle
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.models import MigrationRun, TenantRun
 from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
@@ -85,6 +86,15 @@ class Command(BaseCommand):
             "follow the run with tenant_migration_status or in the admin.",
         )
         parser.add_argument(
+            "--wait-timeout",
+            type=float,
+            metavar="SECONDS",
+            help="With --executor celery: stop waiting when no worker has been on the run for "
+            "SECONDS (no tenant started or finished, no task of it running), list the unfinished "
+            "tenants and exit 1; the run stays open for the workers. Default: "
+            "TENANT_MIGRATE_CELERY_WAIT_TIMEOUT (unset: wait as long as it takes).",
+        )
+        parser.add_argument(
             "--allow-irreversible",
             action="store_true",
             help="Run a backwards plan even though it contains an irreversible migration.",
@@ -115,6 +125,7 @@ class Command(BaseCommand):
         parallel: int,
         executor: str,
         no_wait: bool,
+        wait_timeout: float | None,
         allow_irreversible: bool,
         fake: bool,
         backup_dir: str | None,
@@ -139,6 +150,10 @@ class Command(BaseCommand):
             )
         if no_wait and executor != "celery":
             raise CommandError("--no-wait needs --executor celery.")
+        if wait_timeout is not None and (executor != "celery" or no_wait):
+            raise CommandError("--wait-timeout needs --executor celery, without --no-wait.")
+        if wait_timeout is not None and wait_timeout <= 0:
+            raise CommandError("--wait-timeout takes a number of seconds, more than 0.")
         run_executor = "serial" if parallel == 1 else f"parallel:{parallel}"
         if executor == "celery":
             run_executor = "celery"
@@ -160,6 +175,7 @@ class Command(BaseCommand):
             else None,
             executor=run_executor,
             wait=not no_wait,
+            wait_timeout=wait_timeout,
             arguments={
                 "app_label": app_label,
                 "migration_name": migration_name,
@@ -171,6 +187,7 @@ class Command(BaseCommand):
                 "backup_dir": backup_dir,
                 "executor": executor,
                 "no_wait": no_wait,
+                "wait_timeout": wait_timeout,
             },
         )
         try:
@@ -195,6 +212,16 @@ class Command(BaseCommand):
             result = runner.run()
         except PlanningError as exc:
             raise CommandError(str(exc)) from exc
+        except WorkersIdle as exc:
+            for schema_name in exc.unfinished:
+                self.stdout.write(f"  {schema_name}: not finished")
+            raise CommandError(
+                f"Stopped waiting: no Celery worker took up run {exc.run_id} for "
+                f"{exc.seconds:g} s, and {len(exc.unfinished)} tenant(s) are not finished. Is a "
+                "worker running on the queue of tenant_migrate.migrate_tenant_schemas? The run "
+                "stays open for the workers (follow it with tenant_migration_status), or run "
+                "migrate_tenants again to migrate those tenants in a new run."
+            ) from None
         except KeyboardInterrupt:
             if self._sent_run is None:
                 raise
