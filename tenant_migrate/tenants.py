@@ -12,8 +12,6 @@ from django_tenants.utils import (
     schema_exists,
 )
 
-from tenant_migrate.runner import MigrationRunner, RunRequest
-
 
 class TenantMigrationFailed(Exception):
     """A new tenant's schema could not be migrated; django-tenants then deletes the tenant."""
@@ -53,6 +51,10 @@ class TenantMigrateMixin:
 
 def migrate_new_tenant(schema_name: str, **arguments: Any) -> None:
     """Migrate one new tenant schema to the latest migrations; raise ``TenantMigrationFailed``."""
+    # Imported here: the tenant model imports this module at start-up, and the engine (with
+    # Celery's app machinery) is needed only when a tenant is created.
+    from tenant_migrate.runner import MigrationRunner, RunRequest
+
     request = RunRequest(
         tenant_schemas=[schema_name],
         include_public=False,
