@@ -232,3 +232,61 @@ def test_a_parallel_run_stays_known_as_alive_while_its_workers_migrate(
     assert alive_while_blocked
     assert process.returncode == 0, output
     assert MigrationRun.objects.get(pk=run_id).status == "succeeded"
+
+
+def test_the_applied_read_under_the_lock_sees_what_was_committed_before_the_lock(
+    make_tenant: Callable,
+) -> None:
+    """The mark-running, lock and applied-read round trip runs at Read Committed even when the
+    session's default is Repeatable Read, whose single snapshot would be taken by its first
+    statement, before the lock: a migration another run committed (releasing the schema's lock)
+    in between would be read as unapplied and applied a second time."""
+    import threading
+
+    from tenant_migrate.executor import _lock_and_read_applied
+    from tenant_migrate.locks import unlock_schema
+
+    schema_name = make_tenant().schema_name
+    gate = 7_340_033  # an advisory lock key that blocks our first statement until released
+    with other_session() as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [gate])
+        other.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name])
+        our_pid = connection.cursor().connection.info.backend_pid
+
+        def other_run_commits_a_migration_then_lets_go() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # our round trip waits on the gate
+                waiting = other.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                    [our_pid],
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                time.sleep(0.05)
+            other.execute(
+                f'INSERT INTO "{schema_name}".django_migrations (app, name, applied)'
+                " VALUES ('crm', '9999_committed_meanwhile', now())"
+            )
+            other.execute(
+                "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
+            )
+            other.execute("SELECT pg_advisory_unlock(%s)", [gate])
+
+        thread = threading.Thread(target=other_run_commits_a_migration_then_lets_go)
+        with connection.cursor() as cursor:
+            cursor.execute("SET default_transaction_isolation = 'repeatable read'")
+        try:
+            thread.start()
+            locked, applied = _lock_and_read_applied(
+                connection, schema_name, [("SELECT pg_advisory_lock(%s)", [gate])]
+            )
+        finally:
+            thread.join(timeout=60)
+            with connection.cursor() as cursor:
+                cursor.execute("RESET default_transaction_isolation")
+                cursor.execute("SELECT pg_advisory_unlock_all()")
+        if locked:
+            unlock_schema(connection, schema_name)
+
+    assert locked
+    assert ("crm", "9999_committed_meanwhile") in applied
