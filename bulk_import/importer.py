@@ -619,12 +619,13 @@ class ContactImporter:
             ),
         )
         self._update_contacts(updated)
+        import_id = self.record.pk
         successes = [
-            (self.record.pk, row.row_number, contact_id, BulkImportSuccess.Outcome.CREATED)
+            (import_id, row.row_number, contact_id, BulkImportSuccess.Outcome.CREATED)
             for (row, _), contact_id in zip(created, ids, strict=True)
         ]
         successes += [
-            (self.record.pk, row.row_number, contact.pk, BulkImportSuccess.Outcome.UPDATED)
+            (import_id, row.row_number, contact.pk, BulkImportSuccess.Outcome.UPDATED)
             for row, contact in updated
         ]
         copy_rows(
