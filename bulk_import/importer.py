@@ -490,11 +490,11 @@ class ContactImporter:
         own.
         """
         if not (in_child and reader.reads_file):
-            return sum(1 for _ in reader.rows())
+            return reader.count_rows()
         with self.record.file.storage.open(self.record.file.name, "rb") as fh:
             counter = self._open_reader(fh)
             try:
-                return sum(1 for _ in counter.rows())
+                return counter.count_rows()
             finally:
                 counter.close()
 

@@ -73,6 +73,8 @@ class TabularReader(Protocol):
 
     def rows(self) -> Iterator[Row]: ...
 
+    def count_rows(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -528,19 +530,19 @@ class _Reader:
     reads_file = True
     _max_rows: int | None = None
 
-    def _records(self) -> Iterator[tuple[int, list[str]]]:
-        """``(row_number, cells as stripped strings)`` of every record after the header."""
+    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
+        """``(row_number, cells)`` of every record after the header; the cells are stripped
+        strings, or, when not ``stripped``, strings that may still have surrounding whitespace
+        (a reader may skip the stripping then)."""
         raise NotImplementedError
 
-    def rows(self) -> Iterator[Row]:
-        """Yield ``(row_number, {header: value})`` of every non-blank record after the header.
-
-        Raises ImportFileError on the first data row over the row limit, or when the file turns
-        out unreadable part-way.
-        """
+    def _data_records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
+        """``_records()`` without the blank ones; raises ImportFileError on the first data row
+        over the row limit."""
         data_rows = 0
-        for row_number, cells in self._records():
-            if not any(cells):
+        for row_number, cells in self._records(stripped=stripped):
+            # A cell of whitespace alone strips to "": the record is blank when all of them do.
+            if not (any(cells) if stripped else "".join(cells).strip()):
                 continue
             data_rows += 1
             if self._max_rows is not None and data_rows > self._max_rows:
@@ -549,7 +551,22 @@ class _Reader:
                     f"(BULK_IMPORT_MAX_ROWS); split it into smaller files (row {row_number} is "
                     "over the limit)."
                 )
-            yield row_number, _row_dict(self.headers, cells)
+            yield row_number, cells
+
+    def rows(self) -> Iterator[Row]:
+        """Yield ``(row_number, {header: value})`` of every non-blank record after the header.
+
+        Raises ImportFileError on the first data row over the row limit, or when the file turns
+        out unreadable part-way.
+        """
+        headers = self.headers
+        for row_number, cells in self._data_records():
+            yield row_number, _row_dict(headers, cells)
+
+    def count_rows(self) -> int:
+        """The number of rows ``rows()`` yields, without pairing cells with headers; raises what
+        ``rows()`` raises."""
+        return sum(1 for _ in self._data_records(stripped=False))
 
     def close(self) -> None:
         pass
@@ -594,11 +611,14 @@ class CsvReader(_Reader):
         finally:
             text.detach()
 
-    def _records(self) -> Iterator[tuple[int, list[str]]]:
+    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
         with self._text() as text:
             reader = csv.reader(text, delimiter=self.delimiter)
             try:
                 next(reader, None)
+                if not stripped:
+                    yield from enumerate(reader, start=1)
+                    return
                 for row_number, cells in enumerate(reader, start=1):
                     yield row_number, [cell.strip() for cell in cells]
             except UnicodeDecodeError as exc:
@@ -664,7 +684,7 @@ class XlsxReader(_Reader):
             raise ImportFileError("The workbook has no worksheet.")
         return self._workbook.worksheets[0]
 
-    def _records(self) -> Iterator[tuple[int, list[str]]]:
+    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
         records = self._sheet.iter_rows(values_only=True)
         try:
             next(records, None)
@@ -755,7 +775,7 @@ class CalamineReader(_Reader):
         for cells in self._sheet.iter_rows():
             yield [*padding, *(cell_to_str(cell) for cell in cells)]
 
-    def _records(self) -> Iterator[tuple[int, list[str]]]:
+    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
         records = self._cells()
         next(records, None)
         yield from enumerate(records, start=1)
