@@ -35,6 +35,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import Count, F, Q
+from django.db.models.functions import Collate
 from django.utils import timezone
 
 from bulk_import import conf
@@ -841,7 +842,7 @@ class ContactImporter:
         aggregates = {
             name: Count(name, distinct=True)
             if name == "company" or name in self.date_fields
-            else Count(name, distinct=True, filter=~Q(**{name: ""}))
+            else Count(_bytewise(self.fields[name]), distinct=True, filter=~Q(**{name: ""}))
             for name in self.stats
             if name in self.fields
         }
@@ -849,6 +850,17 @@ class ContactImporter:
             BulkImportStats.objects.filter(bulk_import=self.record, field=name).update(
                 distinct=distinct
             )
+
+
+def _bytewise(field: models.Field) -> F | Collate:
+    """``field`` for ``COUNT(DISTINCT ...)``: in the "C" collation when its column has the
+    database's default collation, which is deterministic (two strings are equal only when their
+    bytes are), so that the count is the same and the sort behind it compares bytes instead of
+    calling the locale's comparison (a quarter of the query's time); a column with a collation of
+    its own (or a type without collations) keeps it."""
+    if isinstance(field, models.CharField | models.TextField) and not field.db_collation:
+        return Collate(F(field.name), "C")
+    return F(field.name)
 
 
 class Progress:
