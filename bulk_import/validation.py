@@ -88,7 +88,7 @@ def parse_phone(value: str, region: str | None) -> tuple[str, str]:
         else:
             reason = str(exc).rstrip(".")
         raise InvalidValue(f"{value!r} is not a phone number: {reason}.") from None
-    if not phonenumbers.is_valid_number(number):
+    if not is_valid_phone_number(number, region):
         where = phonenumbers.region_code_for_number(number) or region or "any region"
         raise InvalidValue(
             f"{value!r} is not a valid phone number (checked as a {where} number; write numbers "
@@ -97,6 +97,38 @@ def parse_phone(value: str, region: str | None) -> tuple[str, str]:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), (
         number.extension or ""
     )
+
+
+def is_valid_phone_number(number: phonenumbers.PhoneNumber, region: str | None) -> bool:
+    """``phonenumbers.is_valid_number(number)``, in one look at the number's patterns instead of
+    two when ``number`` is valid for ``region`` and ``region`` is where it is looked first.
+
+    ``is_valid_number`` first finds the number's region: for a country code shared by several
+    regions (+1: US, CA, the Caribbean...), it tries them in the library's order and takes the
+    first whose patterns the number matches (or, for a region with leading digits, whose leading
+    digits it starts with); then it checks the number against that region's patterns a second
+    time. When the first region tried is ``region`` itself and has no leading digits, a number
+    valid for ``region`` is the one that search returns, so it is valid; anything else (and a
+    country code of one region, checked once anyway) is left to ``is_valid_number``.
+    """
+    if (
+        region is not None
+        and _looked_first(region, number.country_code)
+        and phonenumbers.is_valid_number_for_region(number, region)
+    ):
+        return True
+    return phonenumbers.is_valid_number(number)
+
+
+@functools.cache
+def _looked_first(region: str, country_code: int) -> bool:
+    """Whether ``country_code`` is shared by several regions and ``region_code_for_number`` tries
+    ``region`` first for its numbers, deciding by their patterns (no leading digits)."""
+    regions = phonenumbers.region_codes_for_country_code(country_code)
+    if len(regions) < 2 or regions[0] != region:
+        return False
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+    return metadata is not None and metadata.leading_digits is None
 
 
 def parse_date(value: Any, date_order: str, *, today: dt.date | None = None) -> dt.date | None:
