@@ -710,3 +710,42 @@ def test_calamine_reader_setting_without_calamine_is_reported(
 def test_none_turns_every_limit_off() -> None:
     assert [m for m in checks.run_checks() if m.id.startswith("bulk_import.")] == []
     assert read_rows(zip_bomb(xlsx_workbook, 30), "xlsx", limits=ReadLimits.from_settings())[0]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+def test_rows_are_counted_as_they_are_read(file_format: str) -> None:
+    records = [
+        ["first_name", "email"],
+        ["  ", "\t"],  # blank: whitespace alone
+        ["Ann", "ann@example.com"],
+        ["", ""],  # blank
+        [" Bob ", ""],
+        ["", " c@example.com"],
+    ]
+    if file_format == "csv":
+        content = "\n".join(",".join(record) for record in records).encode() + b"\n\n"
+    else:
+        from openpyxl import Workbook
+
+        workbook = Workbook()
+        for record in records:
+            workbook.active.append(record)
+        buffer = io.BytesIO()
+        workbook.save(buffer)
+        content = buffer.getvalue()
+    reader = open_reader(io.BytesIO(content), file_format, limits=NO_LIMITS)
+    try:
+        count = reader.count_rows()
+        assert [number for number, _ in reader.rows()] == [2, 4, 5]
+    finally:
+        reader.close()
+    assert count == 3
+
+
+def test_counting_stops_at_the_first_row_over_the_limit() -> None:
+    reader = open_reader(io.BytesIO(contacts_csv(50)), "csv", limits=ReadLimits(max_rows=3))
+
+    with pytest.raises(
+        ImportFileError, match=r"more than 3 data rows.*\(row 4 is over the limit\)"
+    ):
+        reader.count_rows()
