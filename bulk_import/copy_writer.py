@@ -7,8 +7,12 @@ and fails the same way: database errors are re-raised as Django's (``IntegrityEr
 ``COPY`` returns no ids, so ``ModelRows`` takes primary keys from the table's sequence beforehand
 (``next_ids``) when the model's primary key is an auto field.
 
-Rows are formatted as ``COPY``'s text format here (a string escaped with ``str.translate`` only
-when it holds a backslash, tab or line end; numbers, dates and times in ISO form; ``None`` as
+``ModelRows.copy`` sends the rows of a model whose columns are all of the types in
+``BINARY_TYPES`` (text, integers, dates, timestamps with time zone, JSON, booleans) in ``COPY``'s
+binary format: psycopg converts each value in C, and the server parses no text (a quarter less
+of its work on the contacts of bulk_import's benchmark, and less of the importer's). Other rows
+are formatted as ``COPY``'s text format here (a string escaped with ``str.translate`` only when
+it holds a backslash, tab or line end; numbers, dates and times in ISO form; ``None`` as
 ``\\N``) and sent in chunks; a value of any other type sends its row through psycopg's own
 ``write_row``.
 
@@ -29,11 +33,27 @@ from typing import Any
 
 from django.db import connection, models
 from django.db.models.fields import NOT_PROVIDED
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 Prepare = Callable[[Any], Any]
 
 #: Rows sent to the server per ``write`` call.
 CHUNK_ROWS = 500
+#: Column types (a field's ``db_type`` without its length) that ``ModelRows`` sends in ``COPY``'s
+#: binary format, and the Python type of their values (besides None). A JSON column takes JSON
+#: text, as in the text format.
+BINARY_TYPES: dict[str, type] = {
+    "varchar": str,
+    "text": str,
+    "smallint": int,
+    "integer": int,
+    "bigint": int,
+    "boolean": bool,
+    "date": dt.date,
+    "timestamp with time zone": dt.datetime,
+    "jsonb": str,
+}
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -57,17 +77,41 @@ def copy_text(value: Any) -> str:
     raise TypeError(f"No COPY text for {type(value).__name__}.")
 
 
-def copy_rows(table: str, columns: Sequence[str], rows: Iterable[str | Sequence[Any]]) -> int:
+class _JsonTextBinaryDumper(Dumper):
+    """JSON text as a ``jsonb`` value in binary format (psycopg's own dumper takes an object to
+    serialise: it would store the text as a JSON string)."""
+
+    format = Format.BINARY
+    oid = 3802  # jsonb
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()  # jsonb's binary format: version 1, then the text
+
+
+class _JsonText(str):
+    """Only a key to register ``_JsonTextBinaryDumper`` under."""
+
+
+def copy_rows(
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[str | Sequence[Any]],
+    *,
+    types: Sequence[str] | None = None,
+) -> int:
     """``COPY`` ``rows`` into ``table``; return how many were written.
 
     Each row is a tuple of Python values in ``columns`` order (``None`` is NULL; pass JSON as
     text) or a line already in ``COPY``'s text format, without its line end (``ModelRows.rows``
-    gives those). ``table`` is the unqualified table name, found on the connection's
-    ``search_path``. Raises Django's database errors (``IntegrityError`` on a violated
-    constraint...).
+    gives those). With ``types``, the columns' types (keys of ``BINARY_TYPES``), every row is a
+    tuple of values of those types, sent in the binary format. ``table`` is the unqualified table
+    name, found on the connection's ``search_path``. Raises Django's database errors
+    (``IntegrityError`` on a violated constraint...).
     """
     quote = connection.ops.quote_name
     statement = f"COPY {quote(table)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"
+    if types is not None:
+        statement += " (FORMAT BINARY)"
     count = 0
     started = time.monotonic()
     with (
@@ -75,18 +119,25 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[str | Sequence[
         connection.wrap_database_errors,
         cursor.cursor.copy(statement) as copy,
     ):
-        chunk: list[str] = []
-        for row in rows:
-            count += 1
-            line = row if row.__class__ is str else text_line(row)
-            if line is None:
-                _flush(copy, chunk)
+        if types is not None:
+            cursor.cursor.adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)
+            copy.set_types(types)
+            for row in rows:
+                count += 1
                 copy.write_row(row)
-                continue
-            chunk.append(line)  # type: ignore[arg-type]
-            if len(chunk) >= CHUNK_ROWS:
-                _flush(copy, chunk)
-        _flush(copy, chunk)
+        else:
+            chunk: list[str] = []
+            for row in rows:
+                count += 1
+                line = row if row.__class__ is str else text_line(row)
+                if line is None:
+                    _flush(copy, chunk)
+                    copy.write_row(row)
+                    continue
+                chunk.append(line)  # type: ignore[arg-type]
+                if len(chunk) >= CHUNK_ROWS:
+                    _flush(copy, chunk)
+            _flush(copy, chunk)
     if connection.queries_logged:
         connection.queries_log.append(
             {"sql": f"{statement} -- {count} rows", "time": f"{time.monotonic() - started:.3f}"}
@@ -205,10 +256,61 @@ class ModelRows:
             else:
                 self.per_batch.append(field)
         self.columns += [field.column for field in self.per_batch + self.per_row]
+        columns = [opts.pk] if self.with_ids else []
+        columns += [*self.given, *self.per_batch]
+        types = [field.db_type(connection).partition("(")[0] for field in columns]
+        #: The columns' types when the rows can be sent in the binary format (see ``copy``).
+        self.binary_types: list[str] | None = (
+            types if not self.per_row and all(name in BINARY_TYPES for name in types) else None
+        )
 
     @property
     def table(self) -> str:
         return self.model._meta.db_table
+
+    def copy(self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None = None) -> int:
+        """``COPY`` the rows of ``values`` and ``ids`` (as ``rows()`` takes them) into the table;
+        return how many were written.
+
+        The binary format is used when every column's type is in ``BINARY_TYPES`` (and no field
+        has a default called per row) and the batch's constant values are of those types (an
+        aware datetime for a timestamp: ``USE_TZ``); the given values must then be of their
+        column's Python type (str for text and JSON text, int, date...), as the importer's are.
+        Otherwise the text format, with ``rows()``. Raises what ``copy_rows`` raises.
+        """
+        types = self.binary_types
+        if types is not None:
+            constants = self._constants()
+            constant_types = types[len(types) - len(constants) :]
+            if all(map(_binary_value, constants, constant_types)):
+                rows = self._binary_rows(values, ids, constants)
+                return copy_rows(self.table, self.columns, rows, types=types)
+        return copy_rows(self.table, self.columns, self.rows(values, ids))
+
+    def _constants(self) -> tuple[Any, ...]:
+        """The values of the fields that are set once per batch (``per_batch``)."""
+        template = self.model()
+        return tuple(
+            field.get_db_prep_save(field.pre_save(template, add=True), connection)
+            for field in self.per_batch
+        )
+
+    def _binary_rows(
+        self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None, constants: tuple[Any, ...]
+    ) -> Iterator[tuple[Any, ...]]:
+        prepared = [
+            (index, function) for index, function in enumerate(self.prepare) if function is not None
+        ]
+        width = len(self.given)
+        keys: Iterable[tuple[Any, ...]] = ((pk,) for pk in ids) if self.with_ids else repeat(())
+        for key, row in zip(keys, values, strict=False):  # keys: as many as rows, or endless
+            if len(row) != width:
+                raise ValueError(f"A row has {len(row)} values for {width} fields.")
+            if prepared:
+                row = list(row)
+                for index, function in prepared:
+                    row[index] = function(row[index])
+            yield (*key, *row, *constants)
 
     def rows(
         self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None = None
@@ -219,11 +321,7 @@ class ModelRows:
         A row is a line of ``COPY`` text, or a tuple of values when one has a type ``copy_text``
         does not know (psycopg adapts those). The batch's constant values are formatted once.
         """
-        template = self.model()
-        constants = tuple(
-            field.get_db_prep_save(field.pre_save(template, add=True), connection)
-            for field in self.per_batch
-        )
+        constants = self._constants()
         tail = text_line(constants)
         per_row = self.per_row
         offset = 1 if self.with_ids else 0
@@ -259,6 +357,20 @@ class ModelRows:
                 yield "\t".join(parts)
                 continue
             yield (*given, *constants, *generated)
+
+
+def _binary_value(value: Any, column_type: str) -> bool:
+    """Whether ``value`` can be sent in the binary format to a column of ``column_type``."""
+    if value is None:
+        return True
+    expected = BINARY_TYPES[column_type]
+    if expected is dt.datetime:
+        return isinstance(value, dt.datetime) and value.utcoffset() is not None
+    if expected is dt.date:
+        return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def _line(values: list[Any]) -> str | None:

@@ -39,7 +39,7 @@ from django.db.models.functions import Collate
 from django.utils import timezone
 
 from bulk_import import conf
-from bulk_import.copy_writer import ModelRows, copy_rows, field_preparer, next_ids
+from bulk_import.copy_writer import ModelRows, field_preparer, next_ids
 from bulk_import.mapping import CONTACT_FIELDS, map_headers
 from bulk_import.models import (
     BulkImport,
@@ -612,12 +612,8 @@ class ContactImporter:
                     continue
             created.append((row, company_id))
         ids = self._contact_ids(len(created))
-        copy_rows(
-            self.contact_rows.table,
-            self.contact_rows.columns,
-            self.contact_rows.rows(
-                (self._contact_values(row, company_id) for row, company_id in created), ids
-            ),
+        self.contact_rows.copy(
+            (self._contact_values(row, company_id) for row, company_id in created), ids
         )
         self._update_contacts(updated)
         import_id = self.record.pk
@@ -629,14 +625,8 @@ class ContactImporter:
             (import_id, row.row_number, contact.pk, BulkImportSuccess.Outcome.UPDATED)
             for row, contact in updated
         ]
-        copy_rows(
-            self.success_rows.table, self.success_rows.columns, self.success_rows.rows(successes)
-        )
-        copy_rows(
-            self.error_rows.table,
-            self.error_rows.columns,
-            self.error_rows.rows((self.record.pk, *error) for error in errors),
-        )
+        self.success_rows.copy(successes)
+        self.error_rows.copy((import_id, *error) for error in errors)
         self._save_stats(batch_stats)
         counters = {
             "processed_rows": F("processed_rows") + row_count,

@@ -404,10 +404,11 @@ def test_interrupted_import_resumes_after_the_last_committed_batch(
 
 
 def test_values_with_copy_special_characters_land_unchanged(
-    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+    tmp_path: Path, make_tenant: MakeTenant
 ) -> None:
-    """Rows are written with COPY's text format: backslashes, tabs, line ends and ``\\N`` in
-    cells must come back exactly as they were in the file (fields and ``extra``)."""
+    """Rows are written with COPY's binary format (text format for tables with other column
+    types): backslashes, tabs, line ends and ``\\N`` in cells must come back exactly as they were
+    in the file (fields and ``extra``)."""
     from crm.models import Contact
 
     tricky = ["back\\slash", "tab\there", "line\nend", "carriage\rreturn", "\\N", "naïve ünïcode"]
@@ -420,7 +421,18 @@ def test_values_with_copy_special_characters_land_unchanged(
     )
     tenant = make_tenant()
 
-    record = import_file(tenant, path)
+    with schema_context(tenant.schema_name):
+        with path.open("rb") as content:
+            record_id = create_bulk_import(content, path.name).pk
+        with CaptureQueriesContext(connection) as queries:
+            record = run_import(record_id)
+
+    copies = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("COPY")]
+    assert [(sql.split()[1], "(FORMAT BINARY)" in sql) for sql in copies] == [
+        ('"crm_contact"', True),
+        ('"bulk_import_bulkimportsuccess"', True),
+        ('"bulk_import_bulkimporterror"', True),
+    ]
 
     assert_accounted(record, len(tricky))
     assert record.created_count == len(tricky)
@@ -438,3 +450,39 @@ def test_values_with_copy_special_characters_land_unchanged(
         f"p{number}@example.com": (f"First {value}", f"Last {value}", None, {"Notes": value})
         for number, value in enumerate(tricky)
     }
+
+
+def test_rows_go_in_text_format_when_a_column_cannot_go_in_binary(make_tenant: MakeTenant) -> None:
+    """A field with a default called per row (``BulkImport.options``: ``dict``), or a timestamp
+    without time zone (``USE_TZ = False``), sends the rows in COPY's text format, which any value
+    PostgreSQL can parse fits."""
+    import datetime as dt
+
+    from crm.models import Company, Contact
+
+    from bulk_import.copy_writer import ModelRows, next_ids
+
+    tenant = make_tenant()
+    imports = ModelRows(BulkImport, ["original_name", "format"])
+    given = ["first_name", "email", "birthday", "extra"]
+    contacts_rows = ModelRows(Contact, given, with_ids=True, prepared=["extra"])
+    companies = ModelRows(Company, ["name"])
+    birthday = dt.date(1980, 4, 3)
+
+    assert imports.binary_types is None
+    assert contacts_rows.binary_types is not None and companies.binary_types is not None
+    with schema_context(tenant.schema_name), CaptureQueriesContext(connection) as queries:
+        imports.copy([("a.csv", "csv")])
+        with override_settings(USE_TZ=False):
+            companies.copy([("Naive Ltd",)])
+        companies.copy([("Aware Ltd",)])
+        contacts_rows.copy(
+            [("Ann", "ann@example.com", birthday, '{"a": "b"}')], next_ids(Contact, 1)
+        )
+        stored = Contact.objects.values_list("first_name", "email", "birthday", "extra").get()
+        assert BulkImport.objects.get().options == {}
+        assert sorted(Company.objects.values_list("name", flat=True)) == ["Aware Ltd", "Naive Ltd"]
+
+    assert stored == ("Ann", "ann@example.com", birthday, {"a": "b"})
+    copies = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("COPY")]
+    assert ["(FORMAT BINARY)" in sql for sql in copies] == [False, False, True, True]
