@@ -88,10 +88,6 @@ class _JsonTextBinaryDumper(Dumper):
         return b"\x01" + obj.encode()  # jsonb's binary format: version 1, then the text
 
 
-class _JsonText(str):
-    """Only a key to register ``_JsonTextBinaryDumper`` under."""
-
-
 def copy_rows(
     table: str,
     columns: Sequence[str],
@@ -120,7 +116,8 @@ def copy_rows(
         cursor.cursor.copy(statement) as copy,
     ):
         if types is not None:
-            cursor.cursor.adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)
+            # For this cursor's jsonb columns only (set_types looks dumpers up by type).
+            cursor.cursor.adapters.register_dumper(None, _JsonTextBinaryDumper)
             copy.set_types(types)
             for row in rows:
                 count += 1
@@ -283,7 +280,7 @@ class ModelRows:
             constants = self._constants()
             constant_types = types[len(types) - len(constants) :]
             if all(map(_binary_value, constants, constant_types)):
-                rows = self._binary_rows(values, ids, constants)
+                rows = ([*given, *constants] for given in self._given(values, ids))
                 return copy_rows(self.table, self.columns, rows, types=types)
         return copy_rows(self.table, self.columns, self.rows(values, ids))
 
@@ -295,22 +292,25 @@ class ModelRows:
             for field in self.per_batch
         )
 
-    def _binary_rows(
-        self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None, constants: tuple[Any, ...]
-    ) -> Iterator[tuple[Any, ...]]:
+    def _given(
+        self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None
+    ) -> Iterator[list[Any]]:
+        """Each row's id (with ``with_ids``) and given values, prepared (``field_preparer``)."""
+        offset = 1 if self.with_ids else 0
         prepared = [
-            (index, function) for index, function in enumerate(self.prepare) if function is not None
+            (offset + index, function)
+            for index, function in enumerate(self.prepare)
+            if function is not None
         ]
-        width = len(self.given)
+        width = offset + len(self.given)
         keys: Iterable[tuple[Any, ...]] = ((pk,) for pk in ids) if self.with_ids else repeat(())
         for key, row in zip(keys, values, strict=False):  # keys: as many as rows, or endless
-            if len(row) != width:
-                raise ValueError(f"A row has {len(row)} values for {width} fields.")
-            if prepared:
-                row = list(row)
-                for index, function in prepared:
-                    row[index] = function(row[index])
-            yield (*key, *row, *constants)
+            given = [*key, *row]
+            if len(given) != width:
+                raise ValueError(f"A row has {len(row)} values for {len(self.given)} fields.")
+            for index, function in prepared:
+                given[index] = function(given[index])
+            yield given
 
     def rows(
         self, values: Iterable[Sequence[Any]], ids: Iterable[int] | None = None
@@ -324,20 +324,7 @@ class ModelRows:
         constants = self._constants()
         tail = text_line(constants)
         per_row = self.per_row
-        offset = 1 if self.with_ids else 0
-        width = offset + len(self.given)
-        prepared = [
-            (offset + index, function)
-            for index, function in enumerate(self.prepare)
-            if function is not None
-        ]
-        keys: Iterable[tuple[Any, ...]] = ((pk,) for pk in ids) if self.with_ids else repeat(())
-        for key, row in zip(keys, values, strict=False):  # keys: as many as rows, or endless
-            given = [*key, *row]
-            if len(given) != width:
-                raise ValueError(f"A row has {len(row)} values for {len(self.given)} fields.")
-            for index, function in prepared:
-                given[index] = function(given[index])
+        for given in self._given(values, ids):
             generated = (
                 tuple(field.get_db_prep_save(field.get_default(), connection) for field in per_row)
                 if per_row
