@@ -66,6 +66,9 @@ FINISHED_STATUSES = {
 BATCH_ATTEMPTS = 3
 #: Company ids an import remembers between batches (name -> id), at most.
 COMPANY_CACHE_SIZE = 20_000
+#: Success records an import must have written for its table to be analyzed before the distinct
+#: counts (smaller imports: the planner's guess costs less than the ANALYZE).
+ANALYZE_AFTER_ROWS = 10_000
 #: PostgreSQL's limit of bind parameters in one statement (a 16-bit count in the wire protocol).
 MAX_QUERY_PARAMETERS = 65535
 
@@ -823,9 +826,22 @@ class ContactImporter:
         )
 
     def _save_distinct_counts(self) -> None:
-        """Count the distinct non-empty values of each field among the contacts imported."""
+        """Count the distinct non-empty values of each field among the contacts imported.
+
+        After a large import the success records' table is analyzed first, as PostgreSQL advises
+        after a bulk load (docs, "Populating a Database": "Run ANALYZE Afterwards"): without
+        statistics for this import's records the planner expects a few hundred of them and
+        probes the contacts' primary key once per record (about 0.3 s for 100,000 rows, against
+        0.19 s after an ANALYZE that takes 0.02 s).
+        """
         if not self.stats:
             return
+        self.record.refresh_from_db(fields=["created_count", "updated_count"])
+        if self.record.created_count + self.record.updated_count >= ANALYZE_AFTER_ROWS:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"ANALYZE {connection.ops.quote_name(BulkImportSuccess._meta.db_table)}"
+                )
         imported = self.contact_model._base_manager.filter(
             pk__in=BulkImportSuccess.objects.filter(bulk_import=self.record).values("contact_id")
         )

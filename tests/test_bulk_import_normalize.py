@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.db import connection
 from django.test.utils import override_settings
 from django_tenants.utils import schema_context
 
@@ -295,9 +296,19 @@ def test_values_are_trimmed_and_lengths_checked_after_normalisation(
     assert errors == {2: ("too_long", "job_title")}
 
 
+@pytest.mark.parametrize("analyze_after_rows", [10_000, 1], ids=["small", "analyzed"])
 def test_statistics_per_field_add_up_over_all_rows(
-    tmp_path: Path, make_tenant: MakeTenant, import_file: ImportFile
+    tmp_path: Path,
+    make_tenant: MakeTenant,
+    import_file: ImportFile,
+    monkeypatch: pytest.MonkeyPatch,
+    analyze_after_rows: int,
 ) -> None:
+    """The same counts whether or not the success records' table is analyzed before the distinct
+    counts (done from ``ANALYZE_AFTER_ROWS`` imported rows: lowered here to reach it)."""
+    from bulk_import import importer
+
+    monkeypatch.setattr(importer, "ANALYZE_AFTER_ROWS", analyze_after_rows)
     tenant = make_tenant()
     rows = [
         ["First Name", "Email", "Phone", "Company"],
@@ -324,6 +335,13 @@ def test_statistics_per_field_add_up_over_all_rows(
         "company": (4, 1, 0, 1),
     }
     assert all(filled + empty == 5 for filled, empty, _, _ in stats.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE schemaname = %s AND relname = 'bulk_import_bulkimportsuccess'",
+            [tenant.schema_name],
+        )
+        assert cursor.fetchone() == (analyze_after_rows == 1,)
 
 
 def test_command_phone_region_and_date_order(tmp_path: Path, make_tenant: MakeTenant) -> None:
