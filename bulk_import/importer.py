@@ -42,6 +42,7 @@ from bulk_import import conf
 from bulk_import.copy_writer import ModelRows, field_preparer, next_ids
 from bulk_import.mapping import CONTACT_FIELDS, map_headers
 from bulk_import.models import (
+    FINISHED_STATUSES,
     BulkImport,
     BulkImportError,
     BulkImportStats,
@@ -56,11 +57,6 @@ from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
 
 logger = logging.getLogger(__name__)
 
-FINISHED_STATUSES = {
-    BulkImport.Status.SUCCEEDED,
-    BulkImport.Status.FAILED,
-    BulkImport.Status.CANCELLED,
-}
 #: A batch that hits the unique e-mail constraint (a concurrent import of the same contacts) is
 #: retried this many times; each retry sees the rows the other import committed.
 BATCH_ATTEMPTS = 3

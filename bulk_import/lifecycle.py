@@ -16,8 +16,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from bulk_import.importer import FINISHED_STATUSES
-from bulk_import.models import BulkImport, BulkImportNotification
+from bulk_import.models import FINISHED_STATUSES, BulkImport, BulkImportNotification
 from tenant_migrate.selection import select_tenant_schemas
 
 

@@ -98,6 +98,12 @@ class BulkImport(models.Model):
         return f"{self.original_name} ({self.get_status_display()})"
 
 
+#: Statuses an import does not leave: it ran to its end, failed, or was cancelled.
+FINISHED_STATUSES = frozenset(
+    {BulkImport.Status.SUCCEEDED, BulkImport.Status.FAILED, BulkImport.Status.CANCELLED}
+)
+
+
 class ErrorType(models.TextChoices):
     MISSING_REQUIRED = "missing_required", _("missing required value")
     INVALID_EMAIL = "invalid_email", _("invalid e-mail")

@@ -13,10 +13,10 @@ from django.db.models import Count
 from django_tenants.utils import get_public_schema_name, get_tenant_model, schema_context
 
 from bulk_import import conf
-from bulk_import.importer import FINISHED_STATUSES, create_bulk_import, run_import
+from bulk_import.importer import create_bulk_import, run_import
 from bulk_import.lifecycle import cancel_bulk_import
 from bulk_import.mapping import check_explicit_mapping, contact_field_names, normalize_header
-from bulk_import.models import BulkImport, ErrorType
+from bulk_import.models import FINISHED_STATUSES, BulkImport, ErrorType
 from bulk_import.options import DATE_ORDERS, MODES, UNMAPPED, UPDATE_FIELDS, parse_options
 from bulk_import.readers import ImportFileError
 from bulk_import.tasks import enqueue_bulk_import
