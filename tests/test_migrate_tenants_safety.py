@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,8 @@ import psycopg
 from django.db import connection
 from django.test import override_settings
 
-from tenant_migrate.locks import SCHEMA_LOCK_CLASS, run_is_alive
+from tenant_migrate.executor import _lock_and_read_applied
+from tenant_migrate.locks import SCHEMA_LOCK_CLASS, run_is_alive, unlock_schema
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 from tenant_migrate.signals import tenant_migration_finished, tenant_migration_started
 from tests.conftest import EXAMPLE_PROJECT, child_process_environment, run_command
@@ -241,11 +243,6 @@ def test_the_applied_read_under_the_lock_sees_what_was_committed_before_the_lock
     session's default is Repeatable Read, whose single snapshot would be taken by its first
     statement, before the lock: a migration another run committed (releasing the schema's lock)
     in between would be read as unapplied and applied a second time."""
-    import threading
-
-    from tenant_migrate.executor import _lock_and_read_applied
-    from tenant_migrate.locks import unlock_schema
-
     schema_name = make_tenant().schema_name
     gate = 7_340_033  # an advisory lock key that blocks our first statement until released
     with other_session() as other:
