@@ -35,6 +35,7 @@ from tenant_migrate.connections import (
     is_open,
 )
 from tenant_migrate.locks import (
+    schema_lock_held_statement,
     schema_lock_statement,
     schema_unlock_statement,
     session_settings,
@@ -235,13 +236,16 @@ def _lock_and_read_applied(
     connection: BaseDatabaseWrapper, schema_name: str, record_start: Sequence[Statement]
 ) -> tuple[bool, AppliedMigrations | _Unread | None]:
     """Run ``record_start``, try the schema's lock and read its applied migrations, in one
-    round trip; return ``(taken, applied)``.
+    round trip; return ``(taken, applied)``, ``applied`` being None when the schema has no
+    ``django_migrations`` table.
 
     Statements of one simple query run one after the other, each with a snapshot of its own
     (PostgreSQL docs, "Multiple Statements in a Simple Query"; "Read Committed Isolation Level"),
-    so the read sees every migration committed before the lock was taken. When the read is not
-    possible (no ``django_migrations`` table yet) or the driver cannot return several results
-    (psycopg 2), the statements run one by one instead, and ``applied`` is ``UNREAD``.
+    so the read sees every migration committed before the lock was taken. When the read fails
+    for want of a ``django_migrations`` table, ``record_start`` runs again with a look at whether
+    the lock was taken, in a second round trip. When the driver cannot return several results
+    (psycopg 2), ``record_start`` runs alone, and ``(False, UNREAD)`` asks the caller to lock
+    and read.
     """
     if not is_psycopg3:
         execute_asynchronously(connection, record_start)
@@ -253,25 +257,36 @@ def _lock_and_read_applied(
     # snapshot would be taken by its first statement, before the lock.
     sql = f"SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n{sql}"
     try:
-        with driver_cursor(connection) as cursor:
-            cursor.execute(sql, params)
-            results = []
-            while True:
-                results.append(cursor.fetchall() if cursor.description else None)
-                if not cursor.nextset():
-                    break
+        results = _results_of(connection, sql, params)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) not in ("42P01", "3F000"):
             raise
-        # Rolled back, except the session-level lock (PostgreSQL docs, "Advisory Locks"), if
-        # it was taken: released, and everything done again one by one.
-        unlock_schema(connection, schema_name)
-        execute_asynchronously(connection, record_start)
-        return False, UNREAD
+        # Rolled back, except the session-level lock (PostgreSQL docs, "Advisory Locks") if the
+        # statement before the read took it: then the read ran under the lock, and found no
+        # table.
+        sql, params = asynchronous_commit_sql(
+            record_start, [schema_lock_held_statement(schema_name)]
+        )
+        ((held,),) = _results_of(connection, sql, params)[-1]
+        return (True, None) if held else (False, UNREAD)
     (taken,) = results[-2][0]
     if not taken:
         return False, UNREAD
     return True, frozenset(results[-1])
+
+
+def _results_of(
+    connection: BaseDatabaseWrapper, sql: str, params: Sequence[object]
+) -> list[list[tuple[object, ...]] | None]:
+    """Run the statements of ``sql`` in one round trip; return each one's rows (None for a
+    statement that returns none)."""
+    with driver_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        results = []
+        while True:
+            results.append(cursor.fetchall() if cursor.description else None)
+            if not cursor.nextset():
+                return results
 
 
 def _finish_schema(
@@ -314,6 +329,7 @@ class GroupProgram:
     full_path: bool
     post_migrate_per_schema: bool
     post_migrate_copy: PostMigrateCopy | None = None
+    one_transaction_for_followers: bool = False
 
     @property
     def starts_with_replay(self) -> bool:
@@ -455,6 +471,9 @@ def _migrate_pilot(
         full_path=full_path,
         post_migrate_per_schema=per_schema_scope or writes.wrote,
         post_migrate_copy=copy,
+        one_transaction_for_followers=not applied
+        and not full_path
+        and all(step.migration.atomic for step in steps),
     )
 
 
@@ -482,6 +501,17 @@ def _migrate_follower(
         emit_pre_migrate_signal(
             0, False, connection.alias, apps=program.pre_migrate_state.apps, plan=plan
         )
+    if program.one_transaction_for_followers:
+        reported = len(tracker.outcomes)
+        try:
+            _migrate_follower_in_one_transaction(
+                planner, executor, schema_name, plan, fake, program, tracker, migrations_table_sql
+            )
+            return
+        except Exception:
+            # Rolled back whole: migrated again below migration by migration, as Django's
+            # executor would, so the migrations before a failing one stay applied.
+            del tracker.outcomes[reported:]
     copy = program.post_migrate_copy
     copied = False
     if program.full_path:
@@ -520,6 +550,48 @@ def _migrate_follower(
         and (copy is None or not apply_copy(connection, schema_name, copy))
     ):
         _emit_post_migrate(connection, program.post_migrate_apps, plan)
+
+
+def _migrate_follower_in_one_transaction(
+    planner: TenantPlanner,
+    executor: MigrationExecutor,
+    schema_name: str,
+    plan: Plan,
+    fake: bool,
+    program: GroupProgram,
+    tracker: _ProgressTracker,
+    migrations_table_sql: str,
+) -> None:
+    """Migrate the current schema as the group's pilot was, every migration and the copy of the
+    pilot's ``post_migrate`` rows in one transaction. Raises whatever a migration raises, having
+    rolled everything back."""
+    connection = planner.connection
+    search_path = tenant_search_path(connection)
+    copy = program.post_migrate_copy
+    with transaction.atomic(connection.alias):
+        for index, steps in _replay_batches(program.steps):
+            if steps:
+                started, started_at = time.perf_counter(), timezone.now()
+                replay(
+                    connection, schema_name, search_path, steps, leading_sql=migrations_table_sql
+                )
+                migrations_table_sql = ""
+                _report_replayed(tracker, steps, started_at, started, fake)
+            else:
+                _apply_with_rendered_states(
+                    executor,
+                    program.steps[index].migration,
+                    program.operation_states[index],
+                    fake,
+                )
+        if planner.loader.replacements:
+            executor.check_replacements()
+        if program.post_migrate_per_schema:
+            if copy is None:
+                _emit_post_migrate(connection, program.post_migrate_apps, plan)
+            else:
+                with driver_cursor(connection) as cursor:
+                    cursor.execute(copy.sql(connection, schema_name))
 
 
 def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:

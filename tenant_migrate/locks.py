@@ -30,6 +30,19 @@ def schema_unlock_statement(schema_name: str) -> tuple[str, list[object]]:
     return "SELECT pg_advisory_unlock(%s, hashtext(%s))", [SCHEMA_LOCK_CLASS, schema_name]
 
 
+def schema_lock_held_statement(schema_name: str) -> tuple[str, list[object]]:
+    """The statement that tells whether this session holds the schema's lock; it returns one
+    row, ``(held,)``. Read from ``pg_locks``, where a two-key advisory lock shows its keys as
+    ``classid`` and ``objid`` (``hashtext()``'s int4 read as an oid) with ``objsubid`` 2
+    (PostgreSQL docs, "pg_locks")."""
+    return (
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid() AND classid = %s AND objid = hashtext(%s)::oid"
+        " AND objsubid = 2)",
+        [SCHEMA_LOCK_CLASS, schema_name],
+    )
+
+
 def try_lock_schema(connection: BaseDatabaseWrapper, schema_name: str, wait_seconds: float) -> bool:
     """Take the schema's lock, waiting up to ``wait_seconds``; return False if it stayed taken."""
     deadline = time.monotonic() + wait_seconds

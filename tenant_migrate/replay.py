@@ -230,7 +230,7 @@ def replay(
                 parts.append(f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());")
     if trailing_sql:
         parts.append(trailing_sql)
-    if not connection.get_autocommit():
+    if not connection.get_autocommit() and not connection.in_atomic_block:
         raise RuntimeError("Replaying a migration needs a connection in autocommit mode.")
     with driver_cursor(connection) as cursor:
         cursor.execute("\n".join(parts))

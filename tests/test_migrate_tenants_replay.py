@@ -335,3 +335,68 @@ def test_followers_render_no_model_state_of_their_own(
 
     assert counts[0] > 0
     assert counts[1] == counts[0], counts
+
+
+def writing_transactions(schema_name: str, table: str, where: str = "true") -> set[str]:
+    """The ids of the transactions (or subtransactions) that wrote ``table``'s rows in
+    ``schema_name`` (``xmin``, PostgreSQL docs, "System Columns")."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT DISTINCT xmin::text FROM "{schema_name}"."{table}" WHERE {where}')
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_a_follower_from_zero_commits_all_its_migrations_and_post_migrate_rows_at_once(
+    make_tenant: Callable,
+) -> None:
+    schemas = [make_tenant(migrate=False).schema_name for _ in range(3)]
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # contenttypes.0002 and auth.0011 run Python, through Django's executor: in a savepoint of
+    # the follower's transaction, a subtransaction with an id of its own.
+    replayed = "(app, name) NOT IN (('contenttypes', '0002_remove_content_type_name'),"
+    replayed += " ('auth', '0011_update_proxy_permissions'))"
+    transactions = {
+        schema: writing_transactions(schema, "django_migrations", replayed) for schema in schemas
+    }
+    # The pilot goes through Django's executor, a transaction per migration.
+    [pilot] = [schema for schema in schemas if len(transactions[schema]) > 3]
+    for follower in set(schemas) - {pilot}:
+        assert len(transactions[follower]) == 1, transactions
+        assert writing_transactions(follower, "django_content_type") == transactions[follower]
+        assert writing_transactions(follower, "auth_permission") == transactions[follower]
+        assert structure_of(follower) == structure_of(pilot)
+        assert rows_of(follower, "auth_permission") == rows_of(pilot, "auth_permission")
+
+
+def test_a_follower_from_zero_that_fails_late_keeps_the_migrations_before_the_failing_one(
+    make_tenant: Callable,
+) -> None:
+    """One transaction for a follower's whole plan is an optimisation only: when it fails, the
+    follower is migrated again migration by migration, and ends where Django's executor would."""
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+    broken = schemas[2]
+    with connection.cursor() as cursor:  # bulk_import.0002 cannot create its table there
+        cursor.execute(f'CREATE TABLE "{broken}".bulk_import_bulkimportnotification (id integer)')
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 1
+    assert f"{broken}: FAILED at bulk_import.0002_progress_cancel_notifications" in result.stdout
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT app, name FROM "{broken}".django_migrations')
+        applied = set(cursor.fetchall())
+    assert ("bulk_import", "0001_initial") in applied
+    assert ("contenttypes", "0001_initial") in applied
+    assert ("bulk_import", "0002_progress_cancel_notifications") not in applied
+    from tenant_migrate.models import MigrationRecord
+
+    failed = MigrationRecord.objects.get(schema_name=broken, status="failed")
+    assert (failed.app_label, failed.migration_name) == (
+        "bulk_import",
+        "0002_progress_cancel_notifications",
+    )
+    assert MigrationRecord.objects.filter(
+        schema_name=broken, app_label="bulk_import", migration_name="0001_initial", status="applied"
+    ).exists()
