@@ -521,29 +521,23 @@ def _migrate_follower(
         if program.post_migrate_per_schema and copy is not None and program.ends_with_replay:
             copy_sql = copy.sql(connection, schema_name)
         search_path = tenant_search_path(connection)
-        for index, steps in _replay_batches(program.steps):
-            if steps:
-                is_last = index + len(steps) == len(program.steps)
-                copied = _replay_batch(
-                    connection,
-                    schema_name,
-                    search_path,
-                    steps,
-                    fake,
-                    tracker,
-                    leading_sql=migrations_table_sql,
-                    trailing_sql=copy_sql if is_last else "",
-                )
-                migrations_table_sql = ""
-            else:
-                _apply_with_rendered_states(
-                    executor,
-                    program.steps[index].migration,
-                    program.operation_states[index],
-                    fake,
-                )
-        if planner.loader.replacements:
-            executor.check_replacements()
+
+        def replay_batch(index: int, steps: list[ReplayStep]) -> None:
+            nonlocal copied, migrations_table_sql
+            is_last = index + len(steps) == len(program.steps)
+            copied = _replay_batch(
+                connection,
+                schema_name,
+                search_path,
+                steps,
+                fake,
+                tracker,
+                leading_sql=migrations_table_sql,
+                trailing_sql=copy_sql if is_last else "",
+            )
+            migrations_table_sql = ""
+
+        _apply_steps(executor, program, fake, replay_batch)
     if (
         program.post_migrate_per_schema
         and not copied
@@ -568,24 +562,16 @@ def _migrate_follower_in_one_transaction(
     connection = planner.connection
     search_path = tenant_search_path(connection)
     copy = program.post_migrate_copy
+
+    def replay_batch(index: int, steps: list[ReplayStep]) -> None:
+        nonlocal migrations_table_sql
+        started, started_at = time.perf_counter(), timezone.now()
+        replay(connection, schema_name, search_path, steps, leading_sql=migrations_table_sql)
+        migrations_table_sql = ""
+        _report_replayed(tracker, steps, started_at, started, fake)
+
     with transaction.atomic(connection.alias):
-        for index, steps in _replay_batches(program.steps):
-            if steps:
-                started, started_at = time.perf_counter(), timezone.now()
-                replay(
-                    connection, schema_name, search_path, steps, leading_sql=migrations_table_sql
-                )
-                migrations_table_sql = ""
-                _report_replayed(tracker, steps, started_at, started, fake)
-            else:
-                _apply_with_rendered_states(
-                    executor,
-                    program.steps[index].migration,
-                    program.operation_states[index],
-                    fake,
-                )
-        if planner.loader.replacements:
-            executor.check_replacements()
+        _apply_steps(executor, program, fake, replay_batch)
         if program.post_migrate_per_schema:
             if copy is None:
                 _emit_post_migrate(connection, program.post_migrate_apps, plan)
@@ -599,6 +585,26 @@ def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: P
     and permissions of each app are otherwise committed app by app (a disk flush each)."""
     with transaction.atomic(connection.alias):
         emit_post_migrate_signal(0, False, connection.alias, apps=apps, plan=plan)
+
+
+def _apply_steps(
+    executor: MigrationExecutor,
+    program: GroupProgram,
+    fake: bool,
+    replay_batch: Callable[[int, list[ReplayStep]], None],
+) -> None:
+    """Apply the program's steps in order: ``replay_batch(index, steps)`` for each run of
+    consecutive replayable ones, Django's operations with the group's rendered states for the
+    others; then check replacements, as ``MigrationExecutor.migrate`` does."""
+    for index, steps in _replay_batches(program.steps):
+        if steps:
+            replay_batch(index, steps)
+        else:
+            _apply_with_rendered_states(
+                executor, program.steps[index].migration, program.operation_states[index], fake
+            )
+    if executor.loader.replacements:
+        executor.check_replacements()
 
 
 def _replay_batches(steps: list[ReplayStep]) -> Iterator[tuple[int, list[ReplayStep]]]:

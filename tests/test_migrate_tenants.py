@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db import connection
+import pytest
+from django.db import DataError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
@@ -276,3 +277,46 @@ def test_one_schema_is_read_in_one_query_and_a_missing_table_or_schema_is_none(
     assert ("crm", "0001_initial") in read_schema_applied_migrations(connection, migrated)
     assert read_schema_applied_migrations(connection, empty) is None
     assert read_schema_applied_migrations(connection, "no_such_schema") is None
+
+
+def test_outcome_records_keep_any_text_and_nulls_as_the_orm_would() -> None:
+    """The records go as one array per column (``unnest``): text that array literals treat
+    specially, the word NULL and over-long values must not be mangled or cut."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenant_migrate import records
+    from tenant_migrate.executor import MigrationOutcome, SchemaOutcome
+
+    run = MigrationRun.objects.create(status="running")
+    awkward = 'NULL, {"a": [1, 2]} \\ back\\slash \'quote\'\n\ttab, comma "dq" ' + "é€😀"
+    started = timezone.now() - timedelta(seconds=5)
+    outcome = SchemaOutcome(
+        schema_name="s_records",
+        status="failed",
+        migrations=[
+            MigrationOutcome("crm", "0001_initial", False, started, 12.5, True, checksum="ab"),
+            MigrationOutcome("crm", "NULL", True, started, 0.0, False, awkward, awkward, ""),
+        ],
+        error=awkward,
+    )
+    records.record_schema_outcome(run, outcome)
+
+    stored = list(MigrationRecord.objects.filter(run=run).order_by("pk"))
+    assert [(r.migration_name, r.direction, r.status) for r in stored] == [
+        ("0001_initial", "apply", "applied"),
+        ("NULL", "unapply", "failed"),
+    ]
+    assert (stored[0].duration_ms, stored[0].checksum, stored[0].started_at) == (
+        12.5,
+        "ab",
+        started,
+    )
+    assert (stored[1].error, stored[1].traceback, stored[1].checksum) == (awkward, awkward, "")
+    assert TenantRun.objects.get(run=run, schema_name="s_records").error == awkward
+
+    overlong = SchemaOutcome(schema_name="s_records", status="failed")
+    overlong.migrations = [MigrationOutcome("x" * 300, "0001", False, started)]
+    with pytest.raises(DataError):
+        records.record_schema_outcome(run, overlong)
