@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -180,30 +179,19 @@ def _public_table(model: type[Model]) -> str:
     return f"{quote(get_public_schema_name())}.{quote(model._meta.db_table)}"
 
 
-_TYPE_MODIFIER = re.compile(r"\(.*\)")
-
-
 def _insert_statement(model: type[Model], objects: list[Model]) -> tuple[str, list[Any]]:
     """``INSERT INTO`` public's table of ``model`` of ``objects``' concrete fields (not the
-    automatic primary key), values prepared as the ORM prepares them.
-
-    The rows go as one array per column, expanded by ``unnest`` (PostgreSQL docs, "Array
-    Functions"): the server parses one literal per column instead of one per column and row
-    (a schema migrated from zero has 26 records of 11 columns).
-    """
+    automatic primary key), values prepared as the ORM prepares them."""
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    # Arrays of the columns' types without their modifiers: a cast to varchar(10) would cut a
-    # longer value short, where the INSERT's own assignment raises (PostgreSQL docs,
-    # "Character Types").
-    arrays = ", ".join(
-        f"%s::{_TYPE_MODIFIER.sub('', field.db_type(connection))}[]" for field in fields
-    )
+    row = f"({', '.join(['%s'] * len(fields))})"
     params = [
-        [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in objects]
+        field.get_db_prep_save(getattr(obj, field.attname), connection)
+        for obj in objects
         for field in fields
     ]
-    return f"INSERT INTO {_public_table(model)} ({columns}) SELECT * FROM unnest({arrays})", params
+    rows = ", ".join([row] * len(objects))
+    return f"INSERT INTO {_public_table(model)} ({columns}) VALUES {rows}", params
 
 
 def claim_schema(run_id: int, schema_name: str) -> bool:
