@@ -401,6 +401,30 @@ def test_upload_form_reports_every_bad_option_and_queues_nothing(
         assert not BulkImport.objects.exists()
 
 
+def test_upload_form_refuses_a_file_over_the_size_limit_before_storing_it(
+    make_tenant: MakeTenant, settings: Any
+) -> None:
+    settings.BULK_IMPORT_MAX_FILE_SIZE = 500
+    tenant = web_tenant(make_tenant)
+    client = log_in(tenant)
+    media = Path(settings.MEDIA_ROOT)
+    stored_before = set(media.rglob("*"))
+
+    response = client.post(
+        f"{ADMIN}add/",
+        {"file": upload_file("big.csv", b"Email\n" + b"a@b.fr\n" * 100), "mode": "upsert"},
+    )
+
+    assert response.status_code == 200
+    assert (
+        "The file is 706 bytes, over the limit of 500 bytes (BULK_IMPORT_MAX_FILE_SIZE)."
+        in response.content.decode()
+    )
+    assert set(media.rglob("*")) == stored_before
+    with schema_context(tenant.schema_name):
+        assert not BulkImport.objects.exists()
+
+
 def test_upload_form_offers_exactly_the_importer_options() -> None:
     form_keys = set(BulkImportUploadForm.base_fields) - {"file"}
 
