@@ -21,6 +21,7 @@ schema over one psycopg connection, one transaction per schema. With ``--wagtail
 with wagtail is created under /tmp (reused when present), wagtail's apps are added to
 ``TENANT_APPS`` and (a) and (b) are measured again with them.
 
+Before each timed run a ``CHECKPOINT`` writes out what the previous one left in shared buffers.
 Wall-clock time is measured around each subprocess; peak RSS is the largest resident set of the
 process or of any of its children (``os.wait4``), so for ``--executor=multiprocessing`` it is the
 largest single process, not the sum of the pool. ``--repeat R`` runs every scenario but from zero
@@ -160,6 +161,12 @@ class Bench:
         self.admin(statement)
         self.databases.append(name)
         return name
+
+    def settle(self) -> None:
+        """Finish the checkpoint in progress before a timed run: ``CHECKPOINT`` writes the
+        previous run's dirty buffers now (PostgreSQL docs, "CHECKPOINT"), so that the next tool
+        does not pay for them, nor wait behind the checkpointer's writes and fsyncs."""
+        self.admin(sql.SQL("CHECKPOINT"))
 
     def drop_database(self, name: str) -> None:
         self.admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -574,6 +581,7 @@ def run_scenario(
         if base_args is None:
             continue
         args = [*base_args, *extra]
+        bench.settle()
         measurement, _ = bench.manage(project, tool.database, args, python=python, wagtail=wagtail)
         row.add(tool.key, measurement)
         print(
@@ -732,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{TENANT_PREFIX}1",
             ["django_migrations", "django_content_type", "auth_permission"],
         )
+        bench.settle()
         seconds = from_zero_limit(bench.url(limit_database), rebuild_sql)
         zero_row.limit_runs.append(seconds)
         zero_row.limit = seconds
@@ -775,6 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if attempt:  # Undo the previous attempt (not timed).
                 bench.manage(following, tools[-1].database,
                              ["migrate_tenants", "crm", previous, "-v", "0"])  # fmt: skip
+            bench.settle()
             seconds = physical_limit(bench.url(tools[-1].database), ddl, "crm", new_migration)
             new_row.limit_runs.append(seconds)
             print(f"  physical limit: {seconds:.2f} s", flush=True)
