@@ -283,18 +283,32 @@ def test_a_replayed_schema_costs_three_transactions_lock_and_read_replay_record_
     assert eight - two == 6 * 3
 
 
-def test_a_follower_that_fails_in_its_first_replayed_migration_from_zero_is_left_untouched(
-    make_tenant: Callable,
-) -> None:
+def migrate_from_zero_with_a_broken_follower(
+    make_tenant: Callable, table: str, failing_migration: str
+) -> tuple[list[str], str]:
+    """Migrate 3 new schemas, the last of which (a follower: schemas are migrated in name order)
+    already has a ``table`` that ``failing_migration`` creates; check that it alone failed
+    there. Return the schemas and the broken one."""
     schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
     broken = schemas[2]
-    with connection.cursor() as cursor:  # contenttypes.0001 cannot create its table there
-        cursor.execute(f'CREATE TABLE "{broken}".django_content_type (id integer)')
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE TABLE "{broken}"."{table}" (id integer)')
 
     result = run_command("migrate_tenants", tenants=schemas)
 
     assert result.exit_code == 1
-    assert f"{broken}: FAILED at contenttypes.0001_initial" in result.stdout
+    assert f"{broken}: FAILED at {failing_migration}" in result.stdout
+    assert "Migrated 2 tenant(s)" in result.stdout
+    return schemas, broken
+
+
+def test_a_follower_that_fails_in_its_first_replayed_migration_from_zero_is_left_untouched(
+    make_tenant: Callable,
+) -> None:
+    # contenttypes.0001 cannot create its table there
+    schemas, broken = migrate_from_zero_with_a_broken_follower(
+        make_tenant, "django_content_type", "contenttypes.0001_initial"
+    )
     # Its django_migrations table was to be created in the same transaction: rolled back too.
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)", [f'"{broken}".django_migrations'])
@@ -375,15 +389,12 @@ def test_a_follower_from_zero_that_fails_late_keeps_the_migrations_before_the_fa
 ) -> None:
     """One transaction for a follower's whole plan is an optimisation only: when it fails, the
     follower is migrated again migration by migration, and ends where Django's executor would."""
-    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
-    broken = schemas[2]
-    with connection.cursor() as cursor:  # bulk_import.0002 cannot create its table there
-        cursor.execute(f'CREATE TABLE "{broken}".bulk_import_bulkimportnotification (id integer)')
-
-    result = run_command("migrate_tenants", tenants=schemas)
-
-    assert result.exit_code == 1
-    assert f"{broken}: FAILED at bulk_import.0002_progress_cancel_notifications" in result.stdout
+    # bulk_import.0002 cannot create its table there
+    _, broken = migrate_from_zero_with_a_broken_follower(
+        make_tenant,
+        "bulk_import_bulkimportnotification",
+        "bulk_import.0002_progress_cancel_notifications",
+    )
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT app, name FROM "{broken}".django_migrations')
         applied = set(cursor.fetchall())
