@@ -575,9 +575,10 @@ def _migrate_follower_in_one_transaction(
         if program.post_migrate_per_schema:
             if copy is None:
                 _emit_post_migrate(connection, program.post_migrate_apps, plan)
-            else:
-                with driver_cursor(connection) as cursor:
-                    cursor.execute(copy.sql(connection, schema_name))
+            elif not apply_copy(connection, schema_name, copy):
+                # Its tables differ from the pilot's, or the copy failed: the transaction is
+                # rolled back, and the caller migrates the schema again step by step.
+                raise DatabaseError("The pilot's post_migrate rows could not be copied.")
 
 
 def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:
