@@ -55,6 +55,7 @@ from tenant_migrate.replay import (
     MIGRATIONS_TABLE,
     ReplayStep,
     StatementCapture,
+    recording_sql,
     replay,
     replay_steps,
     tenant_search_path,
@@ -558,27 +559,50 @@ def _migrate_follower_in_one_transaction(
 ) -> None:
     """Migrate the current schema as the group's pilot was, every migration and the copy of the
     pilot's ``post_migrate`` rows in one transaction. Raises whatever a migration raises, having
-    rolled everything back."""
+    rolled everything back.
+
+    Inside that transaction nothing needs a savepoint (a failure rolls back the whole, and the
+    caller migrates the schema again step by step), and the ``django_migrations`` rows of a
+    migration run through Django's operations travel with the next round trip."""
     connection = planner.connection
     search_path = tenant_search_path(connection)
-    copy = program.post_migrate_copy
+    copy = program.post_migrate_copy if program.post_migrate_per_schema else None
+    unsent_records: list[str] = []
 
     def replay_batch(index: int, steps: list[ReplayStep]) -> None:
         nonlocal migrations_table_sql
         started, started_at = time.perf_counter(), timezone.now()
-        replay(connection, schema_name, search_path, steps, leading_sql=migrations_table_sql)
+        is_last = index + len(steps) == len(program.steps)
+        replay(
+            connection,
+            schema_name,
+            search_path,
+            steps,
+            leading_sql="\n".join([migrations_table_sql, *unsent_records]),
+            # A copy that does not apply raises: the whole transaction is rolled back.
+            trailing_sql=copy.sql(connection, schema_name) if copy and is_last else "",
+        )
         migrations_table_sql = ""
+        unsent_records.clear()
         _report_replayed(tracker, steps, started_at, started, fake)
 
+    def apply_through_django(index: int) -> None:
+        step = program.steps[index]
+        _apply_with_rendered_states(
+            executor, step.migration, program.operation_states[index], fake, in_transaction=True
+        )
+        unsent_records.append(recording_sql(connection, schema_name, step))
+
     with transaction.atomic(connection.alias):
-        _apply_steps(executor, program, fake, replay_batch)
-        if program.post_migrate_per_schema:
-            if copy is None:
-                _emit_post_migrate(connection, program.post_migrate_apps, plan)
-            elif not apply_copy(connection, schema_name, copy):
-                # Its tables differ from the pilot's, or the copy failed: the transaction is
-                # rolled back, and the caller migrates the schema again step by step.
-                raise DatabaseError("The pilot's post_migrate rows could not be copied.")
+        _apply_steps(executor, program, fake, replay_batch, apply_through_django)
+        last_sql = list(unsent_records)
+        if copy is not None and not program.ends_with_replay:
+            last_sql.append(copy.sql(connection, schema_name))
+        if last_sql:
+            with driver_cursor(connection) as cursor:
+                cursor.execute("\n".join(last_sql))
+        if program.post_migrate_per_schema and program.post_migrate_copy is None:
+            _emit_post_migrate(connection, program.post_migrate_apps, plan)
 
 
 def _emit_post_migrate(connection: BaseDatabaseWrapper, apps: StateApps, plan: Plan) -> None:
@@ -593,13 +617,17 @@ def _apply_steps(
     program: GroupProgram,
     fake: bool,
     replay_batch: Callable[[int, list[ReplayStep]], None],
+    apply_through_django: Callable[[int], None] | None = None,
 ) -> None:
     """Apply the program's steps in order: ``replay_batch(index, steps)`` for each run of
-    consecutive replayable ones, Django's operations with the group's rendered states for the
-    others; then check replacements, as ``MigrationExecutor.migrate`` does."""
+    consecutive replayable ones, ``apply_through_django(index)`` for the others (by default
+    Django's operations with the group's rendered states, each migration in its own
+    transaction); then check replacements, as ``MigrationExecutor.migrate`` does."""
     for index, steps in _replay_batches(program.steps):
         if steps:
             replay_batch(index, steps)
+        elif apply_through_django is not None:
+            apply_through_django(index)
         else:
             _apply_with_rendered_states(
                 executor, program.steps[index].migration, program.operation_states[index], fake
@@ -740,27 +768,33 @@ def _apply_with_rendered_states(
     migration: Migration,
     operation_states: list[OperationStates],
     fake: bool,
+    *,
+    in_transaction: bool = False,
 ) -> None:
     """Apply ``migration`` as ``MigrationExecutor.apply_migration`` and ``Migration.apply`` do,
-    with the states computed once for the group: only the database work runs per schema."""
+    with the states computed once for the group: only the database work runs per schema.
+
+    ``in_transaction``: the caller's transaction holds the whole schema's migrations and rolls
+    them all back on any error, so the migration takes no savepoint of its own, and the caller
+    writes its ``django_migrations`` rows (``recorded_keys``)."""
     connection = executor.connection
     assert executor.progress_callback is not None
     executor.progress_callback("apply_start", migration, fake)
-    recorded = False
+    recorded = in_transaction
     if not fake:
-        with connection.schema_editor(atomic=migration.atomic) as editor:
+        with connection.schema_editor(atomic=migration.atomic and not in_transaction) as editor:
             for operation, from_state, to_state in operation_states:
                 atomic_operation = operation.atomic or (
                     migration.atomic and operation.atomic is not False
                 )
-                if not editor.atomic_migration and atomic_operation:
+                if not editor.atomic_migration and atomic_operation and not in_transaction:
                     with transaction.atomic(connection.alias):
                         operation.database_forwards(
                             migration.app_label, editor, from_state, to_state
                         )
                 else:
                     operation.database_forwards(migration.app_label, editor, from_state, to_state)
-            if not editor.deferred_sql:
+            if not editor.deferred_sql and not recorded:
                 executor.record_migration(migration)
                 recorded = True
     if not recorded:

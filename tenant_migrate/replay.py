@@ -8,7 +8,8 @@ get those statements again, in one round trip per migration, without Django's pe
 state mutation.
 
 A migration is replayed only when nothing in it can depend on the schema it runs in: it is
-atomic, has no ``RunPython`` operation, and none of its statements returned rows (a statement
+atomic, runs no Python (a ``RunPython`` operation counts unless its code for the direction
+is Django's ``RunPython.noop``), and none of its statements returned rows (a statement
 that returns rows is an introspection query, e.g. the lookup of a constraint's name before it is
 dropped, whose answer may differ in another schema). Every other migration runs through Django's
 executor in each schema, as ``migrate`` would.
@@ -84,7 +85,9 @@ class CapturedMigration:
         return (
             self.replayable_statements
             and self.migration.atomic
-            and not any(_runs_python(operation) for operation in self.migration.operations)
+            and not any(
+                _runs_python(operation, self.backwards) for operation in self.migration.operations
+            )
             and not any(statement.returned_rows for statement in self.statements)
         )
 
@@ -216,18 +219,13 @@ def replay(
     subclasses as the ORM would.
     """
     quote = connection.ops.quote_name
-    table = f"{quote(schema_name)}.{quote(MIGRATIONS_TABLE)}"
     parts = [f"SET LOCAL search_path = {', '.join(quote(name) for name in search_path)};"]
     if leading_sql:
         parts.append(leading_sql)
     for step in steps:
         assert step.sql is not None
         parts.append(step.sql)
-        for values in step.recorded_values:
-            if step.backwards:
-                parts.append(f"DELETE FROM {table} WHERE (app, name) = ({values});")
-            else:
-                parts.append(f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());")
+        parts.append(recording_sql(connection, schema_name, step))
     if trailing_sql:
         parts.append(trailing_sql)
     if not connection.get_autocommit() and not connection.in_atomic_block:
@@ -236,12 +234,36 @@ def replay(
         cursor.execute("\n".join(parts))
 
 
+def recording_sql(connection: BaseDatabaseWrapper, schema_name: str, step: ReplayStep) -> str:
+    """The statements that write ``step``'s ``django_migrations`` changes in ``schema_name``: an
+    ``INSERT`` per row Django's recorder adds forwards, a ``DELETE`` per row it removes
+    backwards."""
+    quote = connection.ops.quote_name
+    table = f"{quote(schema_name)}.{quote(MIGRATIONS_TABLE)}"
+    if step.backwards:
+        statements = [
+            f"DELETE FROM {table} WHERE (app, name) = ({values});"
+            for values in step.recorded_values
+        ]
+    else:
+        statements = [
+            f"INSERT INTO {table} (app, name, applied) VALUES ({values}, now());"
+            for values in step.recorded_values
+        ]
+    return "\n".join(statements)
+
+
 def _terminated(statement: str) -> str:
     statement = statement.rstrip()
     return statement if statement.endswith(";") else statement + ";"
 
 
-def _runs_python(operation: Operation) -> bool:
+def _runs_python(operation: Operation, backwards: bool) -> bool:
+    """Whether ``operation`` runs Python code in that direction: a ``RunPython`` whose code is
+    ``RunPython.noop`` (Django's "do nothing" for a direction, e.g. the reverse of a data
+    migration) runs none and sends nothing."""
     if isinstance(operation, SeparateDatabaseAndState):
-        return any(_runs_python(inner) for inner in operation.database_operations)
-    return isinstance(operation, RunPython)
+        return any(_runs_python(inner, backwards) for inner in operation.database_operations)
+    if not isinstance(operation, RunPython):
+        return False
+    return (operation.reverse_code if backwards else operation.code) is not RunPython.noop

@@ -367,13 +367,9 @@ def test_a_follower_from_zero_commits_all_its_migrations_and_post_migrate_rows_a
     result = run_command("migrate_tenants", tenants=schemas)
 
     assert result.exit_code == 0, result.stdout + result.stderr
-    # contenttypes.0002 and auth.0011 run Python, through Django's executor: in a savepoint of
-    # the follower's transaction, a subtransaction with an id of its own.
-    replayed = "(app, name) NOT IN (('contenttypes', '0002_remove_content_type_name'),"
-    replayed += " ('auth', '0011_update_proxy_permissions'))"
-    transactions = {
-        schema: writing_transactions(schema, "django_migrations", replayed) for schema in schemas
-    }
+    # Every row, those of auth.0011 (its Python runs in each follower, through Django's
+    # operations) included: no savepoint, no subtransaction with an id of its own.
+    transactions = {schema: writing_transactions(schema, "django_migrations") for schema in schemas}
     # The pilot goes through Django's executor, a transaction per migration.
     [pilot] = [schema for schema in schemas if len(transactions[schema]) > 3]
     for follower in set(schemas) - {pilot}:
@@ -411,3 +407,63 @@ def test_a_follower_from_zero_that_fails_late_keeps_the_migrations_before_the_fa
     assert MigrationRecord.objects.filter(
         schema_name=broken, app_label="bulk_import", migration_name="0001_initial", status="applied"
     ).exists()
+
+
+def test_a_migration_whose_python_is_run_python_noop_in_that_direction_is_replayed() -> None:
+    """contenttypes.0002 runs ``RunPython.noop`` forwards and Python backwards; crm's 0004 of
+    the replay migrations runs Python forwards and ``RunPython.noop`` backwards."""
+    from django.db.migrations.loader import MigrationLoader
+
+    from tenant_migrate.replay import CapturedMigration
+
+    with override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS):
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+    content_types = loader.get_migration("contenttypes", "0002_remove_content_type_name")
+    company = loader.get_migration("crm", "0004_company_per_schema")
+
+    assert CapturedMigration(content_types, backwards=False).replayable
+    assert not CapturedMigration(content_types, backwards=True).replayable
+    assert not CapturedMigration(company, backwards=False).replayable
+    assert CapturedMigration(company, backwards=True).replayable
+
+
+def test_followers_replay_a_migration_that_runs_run_python_noop(make_tenant: Callable) -> None:
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+    sent: list[str] = []
+
+    def collect(execute: Callable, sql: str, params: object, many: bool, context: dict) -> object:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(collect):
+        result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    # contenttypes.0002's statements go one by one through Django's schema editor in the pilot
+    # only; the followers get them inside a replayed batch.
+    alone = [sql for sql in sent if sql.startswith('ALTER TABLE "django_content_type" DROP COLUMN')]
+    assert len(alone) == 1, alone
+    for follower in schemas[1:]:
+        assert structure_of(follower) == structure_of(schemas[0])
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_a_follower_from_zero_records_a_python_migration_at_the_end_of_its_plan(
+    make_tenant: Callable,
+) -> None:
+    """crm 0004 (Python) is the last migration: its ``django_migrations`` row is written in the
+    follower's last round trip, with the rest of its migrations."""
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+
+    result = run_command("migrate_tenants", "crm", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for schema_name in schemas:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT app, name FROM "{schema_name}".django_migrations')
+            applied = set(cursor.fetchall())
+        assert ("crm", "0004_company_per_schema") in applied, schema_name
+        assert rows_of(schema_name, "crm_company")[0][1:2] == (f"created in {schema_name}",)
+    for follower in schemas[1:]:
+        assert len(writing_transactions(follower, "django_migrations")) == 1
+    assert run_command("migrate_tenants", "crm", "--check", tenants=schemas).exit_code == 0
