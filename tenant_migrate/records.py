@@ -4,9 +4,11 @@ next run sees them even if this process dies).
 Record writes are committed asynchronously (``synchronous_commit = off`` for their transaction,
 PostgreSQL docs, "Asynchronous Commit"): they are visible at once and survive this process being
 killed; only a crash of the database server itself could lose the last few, within
-``wal_writer_delay``. That saves a disk flush per write, several per schema; the migrations
-themselves commit synchronously. What is applied is always read from each schema's
-``django_migrations``, never from these records.
+``wal_writer_delay``. That saves a disk flush per write, several per schema. Replayed
+migrations commit the same way (``replay.replay``), migrations run through Django's executor
+synchronously. The run's final status is a synchronous commit, which flushes every earlier
+asynchronous one (the WAL is written in order). What is applied is always read from each
+schema's ``django_migrations``, never from these records.
 """
 
 from __future__ import annotations

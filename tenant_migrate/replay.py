@@ -215,11 +215,22 @@ def replay(
 
     The statements go as one simple-query string, which PostgreSQL runs as a single implicit
     transaction (PostgreSQL docs, "Protocol Flow: Multiple Statements in a Simple Query"): either
-    all of them and their records take effect, or none. Raises Django's ``DatabaseError``
-    subclasses as the ORM would.
+    all of them and their records take effect, or none. Inside an atomic block they join its
+    transaction instead.
+
+    The transaction commits with ``synchronous_commit = off`` (PostgreSQL docs, "Asynchronous
+    Commit"): it is visible at once and survives this process being killed; a crash of the
+    database server itself within about three ``wal_writer_delay`` could lose it, whole, with its
+    ``django_migrations`` rows and its run records (written after it, as asynchronously), never
+    part of it. The next run then applies it again. The run's last record commits synchronously,
+    which flushes every earlier commit, so everything is durable when a run ends, as with
+    Django's ``migrate``. Raises Django's ``DatabaseError`` subclasses as the ORM would.
     """
     quote = connection.ops.quote_name
-    parts = [f"SET LOCAL search_path = {', '.join(quote(name) for name in search_path)};"]
+    parts = [
+        "SET LOCAL synchronous_commit = off;",
+        f"SET LOCAL search_path = {', '.join(quote(name) for name in search_path)};",
+    ]
     if leading_sql:
         parts.append(leading_sql)
     for step in steps:

@@ -451,11 +451,11 @@ def test_followers_replay_a_migration_that_runs_run_python_noop(make_tenant: Cal
 def test_a_follower_from_zero_records_a_python_migration_at_the_end_of_its_plan(
     make_tenant: Callable,
 ) -> None:
-    """crm 0004 (Python) is the last migration: its ``django_migrations`` row is written in the
+    """crm 0004 (Python) ends the plan: its ``django_migrations`` row is written in the
     follower's last round trip, with the rest of its migrations."""
     schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
 
-    result = run_command("migrate_tenants", "crm", tenants=schemas)
+    result = run_command("migrate_tenants", "crm", "0004", tenants=schemas)
 
     assert result.exit_code == 0, result.stdout + result.stderr
     for schema_name in schemas:
@@ -463,7 +463,29 @@ def test_a_follower_from_zero_records_a_python_migration_at_the_end_of_its_plan(
             cursor.execute(f'SELECT app, name FROM "{schema_name}".django_migrations')
             applied = set(cursor.fetchall())
         assert ("crm", "0004_company_per_schema") in applied, schema_name
+        assert ("crm", "0005_run_sql") not in applied, schema_name
         assert rows_of(schema_name, "crm_company")[0][1:2] == (f"created in {schema_name}",)
     for follower in schemas[1:]:
         assert len(writing_transactions(follower, "django_migrations")) == 1
-    assert run_command("migrate_tenants", "crm", "--check", tenants=schemas).exit_code == 0
+    check = run_command("migrate_tenants", "crm", "0004", "--check", tenants=schemas)
+    assert check.exit_code == 0, check.stdout + check.stderr
+
+
+@override_settings(MIGRATION_MODULES=REPLAY_MIGRATIONS)
+def test_replayed_migrations_commit_asynchronously(
+    make_tenant: Callable,
+) -> None:
+    """A follower's replayed transaction commits with ``synchronous_commit = off``; the pilot,
+    through Django's executor, as Django does. The run's last record is a synchronous commit,
+    which makes every earlier commit durable (PostgreSQL docs, "Asynchronous Commit")."""
+    schemas = sorted(make_tenant(migrate=False).schema_name for _ in range(3))
+
+    result = run_command("migrate_tenants", tenants=schemas)
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    modes = {}
+    for schema_name in schemas:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT synchronous_commit FROM "{schema_name}".crm_commit_mode')
+            modes[schema_name] = cursor.fetchone()[0]
+    assert modes == {schemas[0]: "on", schemas[1]: "off", schemas[2]: "off"}

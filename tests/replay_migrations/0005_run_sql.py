@@ -3,7 +3,8 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     """SQL that the replay must carry whole: a string of several statements starting with SET,
-    and a write to the django_migrations table itself."""
+    and a write to the django_migrations table itself; and a note of how the transaction that
+    applies it commits."""
 
     dependencies = [("crm", "0004_company_per_schema")]
     operations = [
@@ -15,5 +16,10 @@ class Migration(migrations.Migration):
             "INSERT INTO django_migrations (app, name, applied)"
             " VALUES ('legacy', '0001_marker', now())",
             "DELETE FROM django_migrations WHERE app = 'legacy'",
+        ),
+        migrations.RunSQL(
+            "CREATE TABLE crm_commit_mode AS"
+            " SELECT current_setting('synchronous_commit') AS synchronous_commit",
+            "DROP TABLE crm_commit_mode",
         ),
     ]
