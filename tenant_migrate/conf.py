@@ -12,9 +12,12 @@ from django.conf import settings
 def applied_read_chunk_size() -> int:
     """``TENANT_MIGRATE_APPLIED_READ_CHUNK``: schemas read per query of ``django_migrations``.
 
-    Default 200 schemas; bounds the size of one ``UNION ALL`` statement.
+    Default 50 schemas; bounds the size of one ``UNION ALL`` statement, whose planning time in
+    PostgreSQL grows faster than its number of branches: reading 500 schemas from a new session
+    took 71 ms in statements of 50, 90 ms in statements of 250, and one statement of 500 spent
+    125 ms in planning alone (PostgreSQL 15).
     """
-    return int(getattr(settings, "TENANT_MIGRATE_APPLIED_READ_CHUNK", 200))
+    return int(getattr(settings, "TENANT_MIGRATE_APPLIED_READ_CHUNK", 50))
 
 
 def schema_lock_wait_seconds() -> float:

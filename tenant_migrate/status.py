@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection
+from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate import conf
 from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
@@ -55,31 +56,47 @@ def file_drift(
     applied by a run.
     """
     connection.set_schema_to_public()
-    current_checksums = {
-        key: migration_checksum(migration)
-        for key, migration in planner.loader.disk_migrations.items()
-    }
+    disk_migrations = planner.loader.disk_migrations
     result = {
         name: FileDrift(
             missing_files=sorted(
                 ".".join(key)
                 for key in applied_by_schema.get(name) or ()
-                if key not in planner.loader.disk_migrations
+                if key not in disk_migrations
             )
         )
         for name in schema_names
     }
-    for record in (
-        MigrationRecord.objects.filter(schema_name__in=schema_names)
-        .exclude(checksum="")
-        .order_by("schema_name", "app_label", "migration_name", "-started_at")
-        .distinct("schema_name", "app_label", "migration_name")
-        .values("schema_name", "app_label", "migration_name", "checksum", "status")
-    ):
-        key = (record["app_label"], record["migration_name"])
-        current = current_checksums.get(key)
-        if record["status"] == "applied" and current and current != record["checksum"]:
-            result[record["schema_name"]].edited_files.append(".".join(key))
+    on_disk = [(*key, migration_checksum(migration)) for key, migration in disk_migrations.items()]
+    quote = connection.ops.quote_name
+    # The comparison runs in the database, which returns only the edited migrations: usually
+    # none, instead of one row per applied migration of every schema.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT latest.schema_name, latest.app_label, latest.migration_name
+              FROM (SELECT DISTINCT ON (schema_name, app_label, migration_name)
+                           schema_name, app_label, migration_name, checksum, status
+                      FROM {quote(get_public_schema_name())}.{quote(MigrationRecord._meta.db_table)}
+                     WHERE schema_name = ANY(%s) AND checksum <> ''
+                     ORDER BY schema_name, app_label, migration_name, started_at DESC) AS latest
+              JOIN unnest(%s::text[], %s::text[], %s::text[])
+                   AS disk (app_label, migration_name, checksum)
+                   ON (disk.app_label, disk.migration_name)
+                      = (latest.app_label, latest.migration_name)
+             WHERE latest.status = %s AND latest.checksum <> disk.checksum
+             ORDER BY 1, 2, 3
+            """,
+            [
+                list(schema_names),
+                [app_label for app_label, _, _ in on_disk],
+                [name for _, name, _ in on_disk],
+                [checksum for _, _, checksum in on_disk],
+                MigrationRecord.Status.APPLIED,
+            ],
+        )
+        for schema_name, app_label, migration_name in cursor.fetchall():
+            result[schema_name].edited_files.append(f"{app_label}.{migration_name}")
     return result
 
 
