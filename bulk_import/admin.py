@@ -25,13 +25,6 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from bulk_import.error_report import (
-    error_report_filename,
-    file_headers,
-    ordered_cells,
-    stream_error_report,
-)
-from bulk_import.forms import BulkImportUploadForm
 from bulk_import.models import (
     BulkImport,
     BulkImportError,
@@ -215,12 +208,16 @@ class BulkImportAdmin(admin.ModelAdmin):
         """The upload form: stores the file, creates the BulkImport and queues its Celery task."""
         if not self.has_add_permission(request):
             raise PermissionDenied
+        # Imported in the views, not at start-up: Django imports every admin module when it
+        # starts (admin.autodiscover), for every command, and these bring phonenumbers and
+        # charset-normalizer with them.
+        from bulk_import.forms import BulkImportUploadForm
+
         form = BulkImportUploadForm(
             request.POST if request.method == "POST" else None,
             request.FILES if request.method == "POST" else None,
         )
         if request.method == "POST" and form.is_valid():
-            # Imported here, not at start-up (the admin module is imported by every command).
             from bulk_import.importer import create_bulk_import
             from bulk_import.tasks import enqueue_bulk_import
 
@@ -256,6 +253,8 @@ class BulkImportAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        from bulk_import.error_report import file_headers, ordered_cells
+
         record = self.get_object(request, object_id)
         context: dict[str, Any] = dict(extra_context or {})
         if record is not None and self.has_view_permission(request, record):
@@ -290,6 +289,8 @@ class BulkImportAdmin(admin.ModelAdmin):
 
     def error_report_view(self, request: HttpRequest, object_id: str) -> StreamingHttpResponse:
         """The error report of one import as a streamed CSV download (see ``error_report``)."""
+        from bulk_import.error_report import error_report_filename, stream_error_report
+
         record = self._get_or_404(request, object_id)
         if not self.has_view_permission(request, record):
             raise PermissionDenied

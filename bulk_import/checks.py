@@ -5,13 +5,15 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
-import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from bulk_import import conf
-from bulk_import.readers import XLSX_READERS, calamine_installed
+from bulk_import.conf import DATE_ORDERS, XLSX_READERS
+
+# phonenumbers and the readers are imported inside the checks that need them: this module is
+# imported when Django starts, for every command.
 
 
 @register()
@@ -122,7 +124,7 @@ def check_readers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="bulk_import.E004",
             )
         )
-    elif reader == "calamine" and not calamine_installed():
+    elif reader == "calamine" and not _calamine_installed():
         errors.append(
             Error(
                 "BULK_IMPORT_XLSX_READER is 'calamine' but python-calamine is not installed.",
@@ -149,8 +151,16 @@ def check_readers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+def _calamine_installed() -> bool:
+    from bulk_import.readers import calamine_installed  # only when calamine is asked for
+
+    return calamine_installed()
+
+
 @register()
 def check_phone_region(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    import phonenumbers
+
     region = conf.default_phone_region()
     if region is None or str(region).upper() in phonenumbers.SUPPORTED_REGIONS:
         return []
@@ -165,8 +175,6 @@ def check_phone_region(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
 
 @register()
 def check_date_order(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from bulk_import.options import DATE_ORDERS
-
     order = conf.date_order()
     if order in DATE_ORDERS:
         return []

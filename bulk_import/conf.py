@@ -115,6 +115,10 @@ def max_compression_ratio() -> float | None:
     return _optional_number("BULK_IMPORT_MAX_COMPRESSION_RATIO", DEFAULT_MAX_COMPRESSION_RATIO)
 
 
+#: The values ``BULK_IMPORT_XLSX_READER`` accepts.
+XLSX_READERS = ("openpyxl", "calamine")
+
+
 def xlsx_reader() -> str:
     """``BULK_IMPORT_XLSX_READER``: ``"openpyxl"`` (streams, one row in memory) or ``"calamine"``
     (faster, loads the sheet into memory; needs python-calamine). Default ``"openpyxl"``."""
@@ -138,6 +142,10 @@ def default_phone_region() -> str | None:
     ``phone_region`` option overrides it.
     """
     return getattr(settings, "BULK_IMPORT_DEFAULT_PHONE_REGION", "US")
+
+
+#: The values ``BULK_IMPORT_DATE_ORDER`` and an import's ``date_order`` option accept.
+DATE_ORDERS = ("iso", "dmy", "mdy")
 
 
 def date_order() -> str:

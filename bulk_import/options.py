@@ -23,12 +23,12 @@ from typing import Any
 import phonenumbers
 
 from bulk_import import conf
+from bulk_import.conf import DATE_ORDERS
 from bulk_import.readers import ImportFileError
 
 MODES = ("create_only", "upsert")
 UPDATE_FIELDS = ("empty", "all")
 UNMAPPED = ("extra", "report")
-DATE_ORDERS = ("iso", "dmy", "mdy")
 KNOWN_KEYS = {
     "mode",
     "update_fields",

@@ -35,7 +35,6 @@ Row = tuple[int, dict[str, str]]
 FORMATS = ("csv", "xlsx", "xls", "ods")
 #: Formats that need python-calamine (the ``calamine`` extra).
 CALAMINE_FORMATS = ("xls", "ods")
-XLSX_READERS = ("openpyxl", "calamine")
 
 CSV_DELIMITERS = (",", ";", "\t", "|")
 ENCODING_SAMPLE_BYTES = 1024 * 1024
