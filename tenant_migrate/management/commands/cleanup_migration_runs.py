@@ -3,15 +3,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 from django.utils import timezone
 
 from tenant_migrate import conf
+from tenant_migrate.management.process_exit import CommandLineCommand
 from tenant_migrate.models import MigrationRun
 
 
-class Command(BaseCommand):
+class Command(CommandLineCommand):
     help = (
         "Delete finished migration runs (with their tenant and migration records) older than "
         "N days."

@@ -5,13 +5,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate.backups import BackupError, SchemaBackup
 from tenant_migrate.celery_executor import WorkersIdle
 from tenant_migrate.executor import SchemaOutcome
+from tenant_migrate.management.process_exit import CommandLineCommand
 from tenant_migrate.models import MigrationRun, TenantRun
 from tenant_migrate.planner import PlanningError, SchemaGroup, irreversible_steps
 from tenant_migrate.runner import MigrationRunner, RunRequest
@@ -23,7 +24,7 @@ from tenant_migrate.selection import (
 from tenant_migrate.sql import MigrationSQL, collect_group_sql
 
 
-class Command(BaseCommand):
+class Command(CommandLineCommand):
     help = (
         "Migrate the public schema, then every tenant schema (or those named with --tenant), "
         "planning once per group of tenants in the same state."

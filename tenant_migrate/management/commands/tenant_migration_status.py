@@ -3,8 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from tenant_migrate.management.process_exit import CommandLineCommand
 from tenant_migrate.selection import (
     UnknownTenantError,
     add_tenant_selection_arguments,
@@ -13,7 +14,7 @@ from tenant_migrate.selection import (
 from tenant_migrate.status import TenantStatus, tenant_statuses
 
 
-class Command(BaseCommand):
+class Command(CommandLineCommand):
     help = (
         "Show, per tenant, how many migrations are applied and pending, the last run's result "
         "and drift (applied migrations whose file is gone or was edited since)."

@@ -3,8 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from tenant_migrate.management.process_exit import CommandLineCommand
 from tenant_migrate.models import MigrationRun
 from tenant_migrate.selection import (
     UnknownTenantError,
@@ -14,7 +15,7 @@ from tenant_migrate.selection import (
 from tenant_migrate.verify import SchemaVerification, TenantVerifier
 
 
-class Command(BaseCommand):
+class Command(CommandLineCommand):
     help = (
         "Check each tenant schema against its applied migrations: migration files edited or "
         "gone since they were applied, tables and columns missing, required tables missing. "
