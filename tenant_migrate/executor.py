@@ -780,7 +780,7 @@ def _apply_with_rendered_states(
     connection = executor.connection
     assert executor.progress_callback is not None
     executor.progress_callback("apply_start", migration, fake)
-    recorded = in_transaction
+    recorded = False
     if not fake:
         with connection.schema_editor(atomic=migration.atomic and not in_transaction) as editor:
             for operation, from_state, to_state in operation_states:
@@ -794,10 +794,10 @@ def _apply_with_rendered_states(
                         )
                 else:
                     operation.database_forwards(migration.app_label, editor, from_state, to_state)
-            if not editor.deferred_sql and not recorded:
+            if not editor.deferred_sql and not in_transaction:
                 executor.record_migration(migration)
                 recorded = True
-    if not recorded:
+    if not recorded and not in_transaction:
         executor.record_migration(migration)
     executor.progress_callback("apply_success", migration, fake)
 
