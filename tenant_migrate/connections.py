@@ -6,8 +6,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
+from django.db.models import Model
+from django_tenants.utils import get_public_schema_name
 
 if is_psycopg3:
     import psycopg
@@ -37,6 +40,13 @@ def driver_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
             yield cursor
         finally:
             cursor.close()
+
+
+def public_table(model: type[Model]) -> str:
+    """The quoted, schema-qualified name of ``model``'s table in the public schema (where
+    tenant_migrate's records live), for statements that must not depend on the ``search_path``."""
+    quote = connection.ops.quote_name
+    return f"{quote(get_public_schema_name())}.{quote(model._meta.db_table)}"
 
 
 def is_open(connection: BaseDatabaseWrapper) -> bool:

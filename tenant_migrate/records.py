@@ -23,9 +23,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, Model, OuterRef, Q, Value, When
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name
 
-from tenant_migrate.connections import Statement, execute_asynchronously
+from tenant_migrate.connections import Statement, execute_asynchronously, public_table
 from tenant_migrate.executor import SchemaOutcome
 from tenant_migrate.models import MigrationRecord, MigrationRun, TenantRun
 
@@ -119,7 +118,7 @@ def mark_interrupted_runs(is_alive: Callable[[int], bool]) -> list[int]:
 def schema_running_statements(run: MigrationRun, schema_name: str) -> list[Statement]:
     """The statements that set the schema's TenantRun ``running``: for ``migrate_schema``'s
     ``record_start``, or ``connections.execute_asynchronously``."""
-    tenant_run = _public_table(TenantRun)
+    tenant_run = public_table(TenantRun)
     return [
         (
             f"UPDATE {tenant_run} SET status = %s, started_at = %s"
@@ -159,7 +158,7 @@ def schema_outcome_statements(
     )
     statements.append(
         (
-            f"INSERT INTO {_public_table(TenantRun)} ({columns})"
+            f"INSERT INTO {public_table(TenantRun)} ({columns})"
             f" VALUES ({', '.join(['%s'] * len(fields))})"
             f" ON CONFLICT (run_id, schema_name) DO UPDATE SET {updates}",
             list(fields.values()),
@@ -169,16 +168,11 @@ def schema_outcome_statements(
         counter = connection.ops.quote_name(COUNTERS[outcome.status])
         statements.append(
             (
-                f"UPDATE {_public_table(MigrationRun)} SET {counter} = {counter} + 1 WHERE id = %s",
+                f"UPDATE {public_table(MigrationRun)} SET {counter} = {counter} + 1 WHERE id = %s",
                 [run.pk],
             )
         )
     return statements
-
-
-def _public_table(model: type[Model]) -> str:
-    quote = connection.ops.quote_name
-    return f"{quote(get_public_schema_name())}.{quote(model._meta.db_table)}"
 
 
 def _insert_statement(model: type[Model], objects: list[Model]) -> tuple[str, list[Any]]:
@@ -193,7 +187,7 @@ def _insert_statement(model: type[Model], objects: list[Model]) -> tuple[str, li
         for field in fields
     ]
     rows = ", ".join([row] * len(objects))
-    return f"INSERT INTO {_public_table(model)} ({columns}) VALUES {rows}", params
+    return f"INSERT INTO {public_table(model)} ({columns}) VALUES {rows}", params
 
 
 def claim_schema(run_id: int, schema_name: str) -> bool:

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.db import connection
-from django_tenants.utils import get_public_schema_name
 
 from tenant_migrate import conf
 from tenant_migrate.applied import AppliedMigrations, read_applied_migrations
 from tenant_migrate.checksums import migration_checksum
+from tenant_migrate.connections import public_table
 from tenant_migrate.models import MigrationRecord, TenantRun
 from tenant_migrate.planner import TenantPlanner
 
@@ -68,7 +68,6 @@ def file_drift(
         for name in schema_names
     }
     on_disk = [(*key, migration_checksum(migration)) for key, migration in disk_migrations.items()]
-    quote = connection.ops.quote_name
     # The comparison runs in the database, which returns only the edited migrations: usually
     # none, instead of one row per applied migration of every schema.
     with connection.cursor() as cursor:
@@ -77,7 +76,7 @@ def file_drift(
             SELECT latest.schema_name, latest.app_label, latest.migration_name
               FROM (SELECT DISTINCT ON (schema_name, app_label, migration_name)
                            schema_name, app_label, migration_name, checksum, status
-                      FROM {quote(get_public_schema_name())}.{quote(MigrationRecord._meta.db_table)}
+                      FROM {public_table(MigrationRecord)}
                      WHERE schema_name = ANY(%s) AND checksum <> ''
                      ORDER BY schema_name, app_label, migration_name, started_at DESC) AS latest
               JOIN unnest(%s::text[], %s::text[], %s::text[])
