@@ -5,12 +5,11 @@ paid on each start. The importer's libraries wait until an import or an upload n
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO_ROOT, child_process_environment
+
 IMPORTER_MODULES = [
     "bulk_import.readers",
     "bulk_import.forms",
@@ -32,14 +31,10 @@ def modules_loaded_by(code: str) -> list[str]:
         f"print(json.dumps([m for m in {[*IMPORTER_MODULES, 'phonenumbers']!r} "
         "if m in sys.modules]))\n"
     )
-    environment = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": os.pathsep.join([str(REPOSITORY), str(REPOSITORY / "example_project")]),
-    }
     completed = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=REPOSITORY,
-        env=environment,
+        cwd=REPO_ROOT,
+        env=child_process_environment(),
         capture_output=True,
         text=True,
         check=True,
