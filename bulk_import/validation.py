@@ -6,10 +6,11 @@ Rules (docs/bulk_import.md, "Rules and error types"):
 - names and every other value are trimmed;
 - a non-empty e-mail must be valid (``email-validator``, no DNS lookup) and is stored in its
   normalised form;
-- a phone number is parsed by ``phonenumbers`` (Google's libphonenumber) with the import's region
-  for numbers written without ``+country code``, must be a valid number, and is stored in E.164
-  form (ITU-T Recommendation E.164: ``+`` country code and national number, at most 15 digits); an
-  extension (``x123``, ``ext. 123``), which E.164 cannot hold, goes to ``extra``;
+- a phone number is parsed by ``phonenumbers`` (Google's libphonenumber; bulk_import/phones.py)
+  with the import's region for numbers written without ``+country code``, must be a valid
+  number, and is stored in E.164 form (ITU-T Recommendation E.164: ``+`` country code and
+  national number, at most 15 digits); an extension (``x123``, ``ext. 123``), which E.164 cannot
+  hold, goes to ``extra``;
 - a date is ISO 8601, day-first or month-first text as the import declares (``date_order``), an
   Excel serial number (1900 date system) or a date cell of a spreadsheet;
 - a text longer than the model field's ``max_length`` is an error.
@@ -20,29 +21,19 @@ A row is rejected with its first problem; every problem counts in the field stat
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import phonenumbers
 
 from bulk_import.emails import EmailNotValidError, normalize_email
 from bulk_import.mapping import BIRTH_DAY, BIRTH_MONTH, BIRTH_YEAR, FULL_NAME, ColumnMapping
 from bulk_import.models import ErrorType
 from bulk_import.options import ImportOptions
-
-if hasattr(phonenumbers, "enable_pattern_cache"):
-    # phonenumbers' documented switch: keep its compiled metadata patterns instead of asking
-    # re.compile (a cache lookup, about 1 µs) for each of the ~12 patterns a number is matched
-    # against; about 15 % of the time of parse_phone.
-    phonenumbers.enable_pattern_cache()
+from bulk_import.phones import InvalidPhoneNumber, parse_phone
 
 NAME_FIELDS = ("first_name", "last_name")
 #: Key in ``extra`` of a phone number's extension (E.164 has none).
 PHONE_EXTENSION_KEY = "phone_extension"
-#: Valid phone numbers whose parsed form is kept per process (value, region -> result).
-PHONE_CACHE_SIZE = 4096
 
 #: Excel's serial 60 is 1900-02-29, a day that never was: Lotus 1-2-3 treated 1900 as a leap year
 #: and Excel kept the error for compatibility (ECMA-376 Part 1, 18.17.4.1; Microsoft KB 214326).
@@ -64,71 +55,6 @@ class InvalidValue(ValueError):
 
 class NoYear(ValueError):
     """A date with day and month but no year, which a date field cannot hold."""
-
-
-@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
-def parse_phone(value: str, region: str | None) -> tuple[str, str]:
-    """Return ``value`` in E.164 form (e.g. ``"+12025550173"``) and its extension (or ``""``).
-
-    ``region`` is the ISO 3166-1 alpha-2 region of numbers written without ``+country code``
-    (None: such numbers are invalid). Raises InvalidValue when phonenumbers cannot parse the
-    number or finds it invalid (``is_valid_number``: length and prefix fit the region's plan).
-    A valid number's result is kept (``PHONE_CACHE_SIZE`` values): a file that repeats a number
-    (a company's switchboard) parses it once.
-    """
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException as exc:
-        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            reason = (
-                "it has no valid +country code"
-                if region is None
-                else f"it has no valid +country code and is not a {region} number"
-            )
-        else:
-            reason = str(exc).rstrip(".")
-        raise InvalidValue(f"{value!r} is not a phone number: {reason}.") from None
-    if not is_valid_phone_number(number, region):
-        where = phonenumbers.region_code_for_number(number) or region or "any region"
-        raise InvalidValue(
-            f"{value!r} is not a valid phone number (checked as a {where} number; write numbers "
-            "of other countries with +country code)."
-        )
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), (
-        number.extension or ""
-    )
-
-
-def is_valid_phone_number(number: phonenumbers.PhoneNumber, region: str | None) -> bool:
-    """``phonenumbers.is_valid_number(number)``, in one look at the number's patterns instead of
-    two when ``number`` is valid for ``region`` and ``region`` is where it is looked first.
-
-    ``is_valid_number`` first finds the number's region: for a country code shared by several
-    regions (+1: US, CA, the Caribbean...), it tries them in the library's order and takes the
-    first whose patterns the number matches (or, for a region with leading digits, whose leading
-    digits it starts with); then it checks the number against that region's patterns a second
-    time. When the first region tried is ``region`` itself and has no leading digits, a number
-    valid for ``region`` is the one that search returns, so it is valid; anything else (and a
-    country code of one region, checked once anyway) is left to ``is_valid_number``.
-    """
-    if (
-        region is not None
-        and _looked_first(region, number.country_code)
-        and phonenumbers.is_valid_number_for_region(number, region)
-    ):
-        return True
-    return phonenumbers.is_valid_number(number)
-
-
-@functools.cache
-def _looked_first(region: str, country_code: int) -> bool:
-    """Whether ``country_code`` is shared by several regions and ``region_code_for_number`` tries
-    ``region`` first for its numbers, deciding by their patterns (no leading digits)."""
-    regions = phonenumbers.region_codes_for_country_code(country_code)
-    if len(regions) < 2 or regions[0] != region:
-        return False
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
-    return metadata is not None and metadata.leading_digits is None
 
 
 def parse_date(value: Any, date_order: str, *, today: dt.date | None = None) -> dt.date | None:
@@ -301,7 +227,7 @@ class RowValidator:
         if values.get("phone"):
             try:
                 values["phone"], extension = parse_phone(values["phone"], self.options.phone_region)
-            except InvalidValue as exc:
+            except InvalidPhoneNumber as exc:
                 problems.append((ErrorType.INVALID_PHONE, "phone", str(exc)))
             else:
                 if extension:

@@ -1,4 +1,4 @@
-"""Normalisation and validation of values: phone numbers to E.164, dates (ISO, day-first,
+"""Normalisation and validation of values: phone numbers in rows, dates (ISO, day-first,
 month-first, Excel serials, spreadsheet date cells), lengths, the per-field statistics, and the
 settings' system checks."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from django_tenants.utils import schema_context
 
 from bulk_import.models import BulkImport, ErrorType
 from bulk_import.validation import InvalidValue, NoYear, excel_serial_to_date, parse_date
-from tests.conftest import SHARED_DATA, run_command
+from tests.conftest import run_command
 from tests.test_bulk_import_rows import write_csv
 
 Tenant = Any
@@ -385,87 +384,3 @@ def test_error_types_are_the_documented_fixed_set() -> None:
             documented.add(line.split("`")[1])
 
     assert documented == set(ErrorType.values)
-
-
-def test_a_repeated_phone_number_is_parsed_once_and_invalid_ones_every_time() -> None:
-    from bulk_import.validation import InvalidValue, parse_phone
-
-    parse_phone.cache_clear()
-    for _ in range(3):
-        assert parse_phone("(212) 555-0143 x12", "US") == ("+12125550143", "12")
-    for _ in range(2):
-        with pytest.raises(InvalidValue, match="not a valid phone number"):
-            parse_phone("(000) 000-0000", "US")
-    info = parse_phone.cache_info()
-    # The valid number parsed once, then found twice; the invalid one (an exception, not a
-    # result) parsed each time, so that each row gets its message.
-    assert (info.hits, info.misses, info.currsize) == (2, 3, 1)
-
-
-def shared_phone_numbers() -> list[str]:
-    """Every value of a phone column (by the importer's own reader and mapping) in the contacts
-    files of ``../shared/data``."""
-    from bulk_import.mapping import CONTACT_FIELDS, map_headers
-    from bulk_import.readers import ImportFileError, ReadLimits, open_reader
-
-    numbers: set[str] = set()
-    for path in sorted((SHARED_DATA / "contacts").rglob("*.csv")):
-        with path.open("rb") as file:
-            reader = open_reader(file, "csv", limits=ReadLimits())
-            try:
-                mapping = map_headers(reader.headers, set(CONTACT_FIELDS))
-            except ImportFileError:
-                continue
-            headers = mapping.columns.get("phone", [])
-            for _, row in reader.rows():
-                numbers.update(row[header] for header in headers if row[header])
-    return sorted(numbers)
-
-
-@pytest.mark.skipif(not (SHARED_DATA / "contacts").is_dir(), reason="shared data not found")
-@pytest.mark.parametrize("region", ["US", "CA", "GB", "DE", "RU", None])
-def test_phone_verdicts_are_the_librarys_on_every_number_of_the_shared_files(
-    region: str | None,
-) -> None:
-    import phonenumbers
-
-    from bulk_import.validation import is_valid_phone_number
-
-    numbers = []
-    for value in shared_phone_numbers():
-        with suppress(phonenumbers.NumberParseException):
-            numbers.append(phonenumbers.parse(value, region))
-    assert len(numbers) > 1000
-    mismatches = [
-        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        for number in numbers
-        if is_valid_phone_number(number, region) != phonenumbers.is_valid_number(number)
-    ]
-    assert mismatches == []
-
-
-@pytest.mark.parametrize(
-    ("value", "region", "valid"),
-    [
-        ("(212) 555-0143", "US", True),  # valid for the first region of +1: one look
-        ("(416) 555-0143", "US", True),  # Toronto: not a US number, valid as Canada's
-        ("(268) 464-1234", "US", True),  # Antigua and Barbuda
-        ("(199) 555-0143", "US", False),  # no region of +1 has area code 199
-        ("020 8366 1177", "GB", True),
-        ("01481 256789", "GB", True),  # Guernsey: +44, not valid as GB, valid as GG
-        ("+1 416 555 0143", "GB", True),  # another country code than the region's
-    ],
-)
-def test_phone_numbers_valid_in_another_region_of_the_country_code_stay_valid(
-    value: str, region: str, valid: bool
-) -> None:
-    import phonenumbers
-
-    from bulk_import.validation import _looked_first, is_valid_phone_number
-
-    number = phonenumbers.parse(value, region)
-
-    assert is_valid_phone_number(number, region) is phonenumbers.is_valid_number(number) is valid
-    assert _looked_first("US", 1) and _looked_first("GB", 44)
-    # Canada is not tried first for +1, France is alone on +33, Russia has leading digits on +7.
-    assert not (_looked_first("CA", 1) or _looked_first("FR", 33) or _looked_first("RU", 7))
