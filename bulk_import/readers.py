@@ -610,22 +610,40 @@ class CsvReader(_Reader):
         finally:
             text.detach()
 
-    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
+    @contextmanager
+    def _csv_records(self) -> Iterator[Iterator[list[str]]]:
+        """The records after the header, as ``csv.reader`` gives them; a decoding or CSV error
+        while they are read raises ImportFileError."""
         with self._text() as text:
             reader = csv.reader(text, delimiter=self.delimiter)
             try:
                 next(reader, None)
-                if not stripped:
-                    yield from enumerate(reader, start=1)
-                    return
-                for row_number, cells in enumerate(reader, start=1):
-                    yield row_number, [cell.strip() for cell in cells]
+                yield reader
             except UnicodeDecodeError as exc:
                 raise ImportFileError(
                     f"The file is not valid {self.encoding} text: {exc.reason} at byte {exc.start}."
                 ) from exc
             except csv.Error as exc:
                 raise ImportFileError(f"The file could not be read as CSV: {exc}.") from exc
+
+    def _records(self, *, stripped: bool = True) -> Iterator[tuple[int, list[str]]]:
+        with self._csv_records() as records:
+            if not stripped:
+                yield from enumerate(records, start=1)
+                return
+            for row_number, cells in enumerate(records, start=1):
+                yield row_number, [cell.strip() for cell in cells]
+
+    def count_rows(self) -> int:
+        """The number of rows ``rows()`` yields, counted without a Python loop per record (the
+        records' cells joined and stripped: a blank record joins to whitespace); raises what
+        ``rows()`` raises (a file over the row limit is counted again by ``_data_records``, for
+        the row number in the message)."""
+        with self._csv_records() as records:
+            count = sum(map(bool, map(str.strip, map("".join, records))))
+        if self._max_rows is not None and count > self._max_rows:
+            return super().count_rows()
+        return count
 
 
 def _missing_sheet(sheet: str, names: list[str]) -> ImportFileError:
