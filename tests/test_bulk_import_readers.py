@@ -749,3 +749,12 @@ def test_counting_stops_at_the_first_row_over_the_limit() -> None:
         ImportFileError, match=r"more than 3 data rows.*\(row 4 is over the limit\)"
     ):
         reader.count_rows()
+
+
+def test_a_file_undecodable_part_way_fails_both_counting_and_reading() -> None:
+    content = contacts_csv(20_000) + b"Zo\xff,zo@example.com\n"  # past the sniffed start
+
+    for read in (lambda r: r.count_rows(), lambda r: list(r.rows())):
+        reader = open_reader(io.BytesIO(content), "csv", encoding="utf-8", limits=NO_LIMITS)
+        with pytest.raises(ImportFileError, match=r"not valid utf-8 text: invalid start byte"):
+            read(reader)
