@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -94,15 +95,17 @@ def plain_number(value: str, region: str | None) -> phonenumbers.PhoneNumber | N
 
     A plain number is digits with spaces, ``-``, ``.`` or parentheses between them, perhaps an
     extension (``x123``) after them, and either a ``+`` and a country code first, or
-    ``region``'s national number. It is the number
-    phonenumbers makes of it when, after the country code (``_extract_country_code``: the shortest
-    leading digits that are a country code), its digits do not start with ``0`` (an Italian
-    leading zero) nor match the region's ``national_prefix_for_parsing``, and, without ``+``, do not
-    match ``international_prefix`` nor start with the region's own country code (each would have
-    ``parse`` strip or test those digits), and the national number has 2 to 17 digits.
+    ``region``'s national number. It is the number phonenumbers makes of it when, after the
+    country code (``_extract_country_code``: the shortest leading digits that are a country
+    code), its digits do not start with ``0`` (an Italian leading zero) nor match the plan's
+    ``national_prefix_for_parsing``, and, without ``+``, do not match ``international_prefix``
+    nor start with the region's own country code (each would have ``parse`` strip or test those
+    digits), and the national number has 2 to 17 digits.
     """
+    if len(value) > _MAX_INPUT_LENGTH:
+        return None
     match = _PLAIN_NUMBER.fullmatch(value)
-    if match is None or len(value) > _MAX_INPUT_LENGTH:
+    if match is None:
         return None
     sign, number, extension = match.groups()
     digits = _NOT_DIGITS.sub("", number)
@@ -112,53 +115,68 @@ def plain_number(value: str, region: str | None) -> phonenumbers.PhoneNumber | N
         if digits[0] == "0":
             return None
         for length in (1, 2, 3):
-            prefixes = _country_prefixes(int(digits[:length]))
-            if prefixes is not None:
+            plan = _country_plan(int(digits[:length]))
+            if plan is not None:
                 break
         else:
             return None
-        country_code, national_prefix, _, _ = prefixes
         national = digits[length:]
     else:
         if region is None:
             return None
-        prefixes = _region_prefixes(region)
-        if prefixes is None:
+        plan = _region_plan(region)
+        if plan is None:
             return None
-        country_code, national_prefix, international_prefix, country_code_text = prefixes
-        if (international_prefix is not None and international_prefix.match(digits)) or (
-            digits.startswith(country_code_text)
-        ):
+        if (
+            plan.international_prefix is not None and plan.international_prefix.match(digits)
+        ) or digits.startswith(plan.country_code_text):
             return None
         national = digits
     if (
         len(national) not in _NATIONAL_NUMBER_DIGITS
         or national[0] == "0"
-        or (national_prefix is not None and national_prefix.match(national))
+        or (plan.national_prefix is not None and plan.national_prefix.match(national))
     ):
         return None
     return phonenumbers.PhoneNumber(
-        country_code=country_code, national_number=int(national), extension=extension
+        country_code=plan.country_code, national_number=int(national), extension=extension
     )
 
 
-#: What plain_number needs of a numbering plan: its country code, its compiled
-#: ``national_prefix_for_parsing`` and ``international_prefix`` (None when it has none), and its
-#: country code as text.
-_Prefixes = tuple[int, re.Pattern[str] | None, re.Pattern[str] | None, str]
+class _NumberingPlan(NamedTuple):
+    """What plain_number needs of a numbering plan (phonenumbers' metadata): its country code
+    (also as text, compared with a number's first digits), and its compiled
+    ``national_prefix_for_parsing`` and ``international_prefix`` (None when it has none)."""
+
+    country_code: int
+    country_code_text: str
+    national_prefix: re.Pattern[str] | None
+    international_prefix: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, metadata: phonenumbers.PhoneMetadata) -> _NumberingPlan:
+        def compiled(pattern: str | None) -> re.Pattern[str] | None:
+            return re.compile(pattern) if pattern else None
+
+        return cls(
+            metadata.country_code,
+            str(metadata.country_code),
+            compiled(metadata.national_prefix_for_parsing),
+            compiled(metadata.international_prefix),
+        )
 
 
 @functools.cache
-def _region_prefixes(region: str) -> _Prefixes | None:
-    """The numbering plan of ``region`` (phonenumbers' metadata), None for an unknown region."""
+def _region_plan(region: str) -> _NumberingPlan | None:
+    """The numbering plan of ``region``, None for a region phonenumbers does not know."""
     if region not in phonenumbers.SUPPORTED_REGIONS:
         return None
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
-    return None if metadata is None else _prefixes(metadata)
+    return None if metadata is None else _NumberingPlan.of(metadata)
 
 
 @functools.cache
-def _country_prefixes(country_code: int) -> _Prefixes | None:
+def _country_plan(country_code: int) -> _NumberingPlan | None:
     """The numbering plan ``parse`` uses for a number written ``+country_code``: that of the
     country code's main region (or its non-geographic entity); None when no region has it."""
     if country_code not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
@@ -167,19 +185,7 @@ def _country_prefixes(country_code: int) -> _Prefixes | None:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
         country_code, main_region
     )
-    return None if metadata is None else _prefixes(metadata)
-
-
-def _prefixes(metadata: phonenumbers.PhoneMetadata) -> _Prefixes:
-    def compiled(pattern: str | None) -> re.Pattern[str] | None:
-        return re.compile(pattern) if pattern else None
-
-    return (
-        metadata.country_code,
-        compiled(metadata.national_prefix_for_parsing),
-        compiled(metadata.international_prefix),
-        str(metadata.country_code),
-    )
+    return None if metadata is None else _NumberingPlan.of(metadata)
 
 
 def is_valid_phone_number(number: phonenumbers.PhoneNumber, region: str | None) -> bool:
