@@ -739,7 +739,7 @@ class ContactImporter:
         Each e-mail is looked up on its own in the unique (lower(email), company) index (a
         ``LATERAL`` subquery, kept apart by ``OFFSET 0``), so the query costs the same however many
         contacts the tenant has and whatever the planner's statistics say about a table this
-        import is filling. The e-mails go as one JSON array parameter, as in ``in_json_array``.
+        import is filling. The e-mails go as one JSON array parameter (``json_array``).
         Runs inside the batch's transaction (``SET LOCAL``).
         """
         if not email_keys:
@@ -766,7 +766,7 @@ class ContactImporter:
             # The planner's estimate for a table this import is filling soon crosses
             # jit_above_cost, and compiling the query would cost 100 times what running it does.
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute(query, [self.record.pk, json.dumps(sorted(email_keys))])
+            cursor.execute(query, [self.record.pk, json_array(email_keys)])
             found = cursor.fetchall()
         contacts: dict[int, models.Model] = {}
         if self.options.upsert:
@@ -858,12 +858,17 @@ class ContactImporter:
             )
 
 
+def json_array(values: set[str]) -> str:
+    """``values``, sorted, as the text of a JSON array: one query parameter for PostgreSQL's
+    ``json_array_elements_text`` instead of a parameter (or an array element) per value, which
+    psycopg would quote in Python under Django's client-side binding (about 2 µs per value; a
+    batch looks up thousands of e-mails and, early in an import, company names)."""
+    return json.dumps(sorted(values))
+
+
 def in_json_array(values: set[str]) -> RawSQL:
-    """The right side of an ``__in`` lookup for ``values``, sent as one JSON array parameter
-    (``json_array_elements_text``) instead of a parameter per value: psycopg quotes each parameter
-    of Django's client-side binding in Python (an array's elements too: about 2 µs per value), and
-    a batch looks up thousands of e-mails and, early in an import, company names."""
-    return RawSQL("SELECT json_array_elements_text(%s::json)", [json.dumps(sorted(values))])
+    """The right side of an ``__in`` lookup for ``values``, sent as one ``json_array``."""
+    return RawSQL("SELECT json_array_elements_text(%s::json)", [json_array(values)])
 
 
 def _bytewise(field: models.Field) -> F | Collate:
