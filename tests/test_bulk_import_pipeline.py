@@ -16,7 +16,7 @@ from django.test.utils import override_settings
 from django_tenants.utils import schema_context
 
 from bulk_import.models import BulkImport, BulkImportStats
-from bulk_import.pipeline import ValidationProcessError, batches_from
+from bulk_import.pipeline import CHILD_GC_THRESHOLD, ValidationProcessError, batches_from
 from bulk_import.readers import ImportFileError
 
 Tenant = Any
@@ -128,6 +128,43 @@ def test_objects_an_application_froze_itself_stay_frozen() -> None:
         assert len(created_since) == 1000
     finally:
         gc.unfreeze()
+
+
+def test_the_child_collects_its_young_objects_less_often() -> None:
+    with batches_from(lambda: iter([gc.get_threshold()]), in_child=True) as items:
+        [in_child] = list(items)
+    assert in_child == (CHILD_GC_THRESHOLD, *gc.get_threshold()[1:])
+    assert gc.get_threshold()[0] < CHILD_GC_THRESHOLD  # the parent's own is left alone
+
+
+def _collector_enabled() -> bool:
+    return gc.isenabled()
+
+
+class CollectorStateOnUnpickling:
+    """Unpickles as whether the garbage collector was enabled at that moment."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _collector_enabled, ()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_batches_are_unpickled_with_the_collector_paused_and_its_state_restored(
+    enabled: bool,
+) -> None:
+    if not enabled:
+        gc.disable()
+    try:
+        received = []
+        with batches_from(
+            lambda: (CollectorStateOnUnpickling() for _ in range(2)), in_child=True
+        ) as items:
+            for item in items:
+                received.append((item, gc.isenabled()))
+        assert received == [(False, enabled), (False, enabled)]
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
 
 
 def test_a_child_that_cannot_be_started_leaves_nothing_frozen(
