@@ -26,11 +26,15 @@ numbers, and repeats of an earlier row (duplicates in the file). Every contender
   a few hundred rows/s, these run on the first ``--ie-rows`` rows (default 5,000) only.
 - ours: ``run_import`` in the process (as ``import_contacts --sync``), and the Celery task in a
   real worker (``--pool solo``), timed from ``create_bulk_import`` to the finished record.
-- raw COPY, two references that write the same columns of the good rows into ``crm_contact``
-  with psycopg's ``copy`` in one transaction, no validation, no records: (1) prepared beforehand
-  as COPY text and streamed as it is, no Python per row: the physical limit of writing them; (2)
-  read from a CSV of the good rows with the csv module and written with ``Copy.write_row``: what
-  a plain import of those rows from a file costs.
+- raw COPY, references that write the same columns of the good rows into ``crm_contact`` as ours
+  does, the company included (the companies created beforehand, not timed), with psycopg's
+  ``copy`` in one transaction, no validation, no records: (1) prepared beforehand as COPY text
+  and streamed as it is, no Python per row: the physical limit of writing them; (2) read from a
+  CSV of the good rows with the csv module (each company name turned into its id through a dict
+  read beforehand) and written with ``Copy.write_row``: what a plain import of those rows from a
+  file costs; (3) as (1) without the company column, which sessions 5 to 7 used as their
+  reference: the rows then skip the foreign-key check on ``crm_company`` that every row with a
+  company costs PostgreSQL, ours and (1) alike.
 
 Each contender runs as a subprocess of its own; its time excludes Python and Django start-up
 (measured inside the subprocess around the import), its peak RSS is the subprocess' maximum
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import random
@@ -115,11 +120,16 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "E
 '''
 COPY_TITLE = "raw COPY of the good rows into crm_contact, from prepared COPY text"
 COPY_CSV_TITLE = "raw COPY of the good rows into crm_contact, read from their CSV (csv + write_row)"
+COPY_NO_COMPANY_TITLE = (
+    "raw COPY of the good rows into crm_contact, from prepared COPY text, without the company"
+)
 #: The columns the raw COPY references write (``ContactValues``).
 COPY_COLUMNS = (
     "first_name", "last_name", "email", "phone", "job_title", "city", "country", "extra",
-    "created_at", "updated_at",
+    "company_id", "created_at", "updated_at",
 )  # fmt: skip
+#: The columns of the reference without the company (``copy_no_company``).
+COPY_NO_COMPANY_COLUMNS = tuple(column for column in COPY_COLUMNS if column != "company_id")
 COPY_TIMESTAMP = "2024-06-11 12:00:00+00"
 
 
@@ -219,11 +229,27 @@ def source_header() -> list[str]:
         return next(csv.reader(source))
 
 
+@functools.cache
+def source_company_ids() -> dict[str, int]:
+    """The id each company name of the source file gets in the tenants that have them created
+    beforehand (``Bench.create_companies``): 1, 2... in name order. The rows built from the file
+    name no other company."""
+    with SOURCE_FILE.open(newline="", encoding="utf-8") as source:
+        names = sorted({row["Company"] for row in csv.DictReader(source) if row["Company"]})
+    return {name: number for number, name in enumerate(names, start=1)}
+
+
 def build_csv(
-    path: Path, rows: int, copy_path: Path | None = None, clean_path: Path | None = None
+    path: Path,
+    rows: int,
+    copy_path: Path | None = None,
+    clean_path: Path | None = None,
+    copy_no_company_path: Path | None = None,
 ) -> Manifest:
     """Write ``rows`` data rows to ``path``; with ``copy_path``, the good rows as COPY text too
-    (``COPY_COLUMNS``), and with ``clean_path`` the good rows as CSV (the same header)."""
+    (``COPY_COLUMNS``, company ids from ``source_company_ids``), with ``copy_no_company_path``
+    the same without the company (``COPY_NO_COMPANY_COLUMNS``), and with ``clean_path`` the good
+    rows as CSV (the same header)."""
     header = source_header()
     manifest = Manifest()
     with path.open("w", newline="", encoding="utf-8") as out, ExitStack() as files:
@@ -232,13 +258,19 @@ def build_csv(
         copy_file = (
             files.enter_context(copy_path.open("w", encoding="utf-8")) if copy_path else None
         )
+        copy_no_company_file = (
+            files.enter_context(copy_no_company_path.open("w", encoding="utf-8"))
+            if copy_no_company_path
+            else None
+        )
         clean = None
         if clean_path:
             clean = csv.writer(
                 files.enter_context(clean_path.open("w", newline="", encoding="utf-8"))
             )
             clean.writerow(header)
-        contact_values = ContactValues(header)
+        contact_values = ContactValues(header, source_company_ids())
+        company_index = COPY_COLUMNS.index("company_id")
         for kind, record in generate_records(rows):
             writer.writerow(record)
             manifest.rows += 1
@@ -246,9 +278,12 @@ def build_csv(
                 setattr(manifest, kind, getattr(manifest, kind) + 1)
                 continue
             manifest.good += 1
+            values = contact_values(record, COPY_TIMESTAMP)
             if copy_file:
-                values = contact_values(record, COPY_TIMESTAMP)
                 copy_file.write("\t".join(map(copy_text, values)) + "\n")
+            if copy_no_company_file:
+                without = values[:company_index] + values[company_index + 1 :]
+                copy_no_company_file.write("\t".join(map(copy_text, without)) + "\n")
             if clean:
                 clean.writerow(record)
     return manifest
@@ -257,13 +292,15 @@ def build_csv(
 class ContactValues:
     """The values the raw COPY references write for a record of the leads file, in
     ``COPY_COLUMNS`` order: names, e-mail and phone as they are, the other columns (but the
-    company) in ``extra`` as JSON text, ``created_at`` and ``updated_at``. No company: a reference
-    writes one table."""
+    company) in ``extra`` as JSON text, the company's id from ``company_ids`` (by name; None
+    without a company), ``created_at`` and ``updated_at``."""
 
     MAPPED = ("First Name", "Last Name", "Email 1", "Phone 1")
 
-    def __init__(self, header: list[str]) -> None:
+    def __init__(self, header: list[str], company_ids: dict[str, int]) -> None:
         self.mapped = [header.index(name) for name in self.MAPPED]
+        self.company = header.index("Company")
+        self.company_ids = company_ids
         self.extra = [
             (name, index)
             for index, name in enumerate(header)
@@ -273,11 +310,16 @@ class ContactValues:
     def __call__(self, record: list[str], now: Any) -> tuple[Any, ...]:
         first, last, email, phone = (record[index] for index in self.mapped)
         extra = json.dumps({name: record[index] for name, index in self.extra})
-        return (first, last, email, phone, "", "", "", extra, now, now)
+        company_id = self.company_ids.get(record[self.company])
+        return (first, last, email, phone, "", "", "", extra, company_id, now, now)
 
 
-def copy_text(value: str) -> str:
-    """Escape ``value`` for PostgreSQL's COPY text format."""
+def copy_text(value: str | int | None) -> str:
+    """``value`` in PostgreSQL's COPY text format (None: NULL)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, int):
+        return str(value)
     return (
         value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     )
@@ -449,10 +491,10 @@ def child_import_export(path: Path, *, use_bulk: bool) -> dict[str, Any]:
     }
 
 
-def child_copy(path: Path) -> dict[str, Any]:
+def child_copy(path: Path, columns_copied: Sequence[str] = COPY_COLUMNS) -> dict[str, Any]:
     from django.db import connection, transaction
 
-    columns = ", ".join(COPY_COLUMNS)
+    columns = ", ".join(columns_copied)
     started = time.perf_counter()
     with (
         transaction.atomic(),
@@ -468,12 +510,16 @@ def child_copy(path: Path) -> dict[str, Any]:
 
 def child_copy_csv(path: Path) -> dict[str, Any]:
     """The good rows' CSV read with the csv module, each record turned into the contact's values
-    (``ContactValues``: ``extra`` as JSON) and written with psycopg's ``Copy.write_row`` (which
-    adapts each value) into ``crm_contact``, in one transaction: the same rows as ``child_copy``,
-    with the Python per row that reading them from a file takes. No validation, no records."""
+    (``ContactValues``: ``extra`` as JSON, the company's id from the companies read beforehand)
+    and written with psycopg's ``Copy.write_row`` (which adapts each value) into
+    ``crm_contact``, in one transaction: the same rows as ``child_copy``, with the Python per row
+    that reading them from a file takes. No validation, no records."""
     from django.db import connection, transaction
     from django.utils import timezone
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, id FROM crm_company")
+        company_ids = dict(cursor.fetchall())
     columns = ", ".join(COPY_COLUMNS)
     started = time.perf_counter()
     now = timezone.now()
@@ -484,7 +530,7 @@ def child_copy_csv(path: Path) -> dict[str, Any]:
         cursor.cursor.copy(f"COPY crm_contact ({columns}) FROM STDIN") as copy,
     ):
         records = csv.reader(source)
-        contact_values = ContactValues(next(records))
+        contact_values = ContactValues(next(records), company_ids)
         for record in records:
             copy.write_row(contact_values(record, now))
     seconds = time.perf_counter() - started
@@ -498,6 +544,7 @@ CHILDREN = {
     "ie_bulk": lambda path: child_import_export(path, use_bulk=True),
     "copy": child_copy,
     "copy_csv": child_copy_csv,
+    "copy_no_company": lambda path: child_copy(path, COPY_NO_COMPANY_COLUMNS),
 }
 
 
@@ -760,22 +807,21 @@ class Bench:
         [(contacts,)] = self.query(f'SELECT count(*) FROM "{schema}".crm_contact')
         return contacts
 
-    def create_companies(self, schema: str, path: Path) -> None:
-        """Companies of ``path``, created beforehand: django-import-export's ForeignKeyWidget
-        looks them up by name and cannot create them."""
-        with path.open(newline="", encoding="utf-8") as source:
-            names = sorted({row["Company"] for row in csv.DictReader(source) if row["Company"]})
+    def create_companies(self, schema: str) -> None:
+        """The source file's companies, created beforehand with the ids of
+        ``source_company_ids``: the raw COPY references write those ids, and
+        django-import-export's ForeignKeyWidget looks companies up by name and cannot create
+        them."""
         import psycopg
 
-        with (
-            psycopg.connect(self.url()) as conn,
-            conn.cursor() as cursor,
-            cursor.copy(
-                f'COPY "{schema}".crm_company (name, website, created_at) FROM STDIN'
-            ) as copy,
-        ):
-            for name in names:
-                copy.write_row((name, "", "2024-06-11 12:00:00+00"))
+        table = f'"{schema}".crm_company'
+        with psycopg.connect(self.url()) as conn, conn.cursor() as cursor:
+            with cursor.copy(f"COPY {table} (id, name, website, created_at) FROM STDIN") as copy:
+                for name, company_id in source_company_ids().items():
+                    copy.write_row((company_id, name, "", COPY_TIMESTAMP))
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+            )
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -844,7 +890,7 @@ def copy_ratios(results: dict[str, Result]) -> str:
     """Our synchronous run's rows/s against each raw COPY reference, one line each."""
     ours = results.get("ours")
     lines = []
-    for key in ("copy", "copy_csv"):
+    for key in ("copy", "copy_csv", "copy_no_company"):
         reference = results.get(key)
         if ours and reference and reference.rows_per_second:
             lines.append(
@@ -902,11 +948,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"Building {options.rows:,} rows from {SOURCE_FILE.name} in {workdir}...", flush=True)
         big = workdir / "contacts.csv"
-        manifest = build_csv(big, options.rows, workdir / "clean.copy", workdir / "clean.csv")
+        manifest = build_csv(
+            big,
+            options.rows,
+            workdir / "clean.copy",
+            workdir / "clean.csv",
+            workdir / "clean_no_company.copy",
+        )
         print(f"  {asdict(manifest)}", flush=True)
         tenants = [
-            "ours", "ours_single", "celery", "copy", "copy_csv", "ie_default", "ie_bulk",
-            "xlsx_calamine", "xlsx_openpyxl", "rss",
+            "ours", "ours_single", "celery", "copy", "copy_csv", "copy_no_company", "ie_default",
+            "ie_bulk", "xlsx_calamine", "xlsx_openpyxl", "rss",
         ]  # fmt: skip
         schema = {key: f"{TENANT_PREFIX}{n}" for n, key in enumerate(tenants, start=1)}
         print(f"Creating database {bench.database} with {len(tenants)} tenants...", flush=True)
@@ -943,7 +995,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, source, title in (
             ("copy", "clean.copy", COPY_TITLE),
             ("copy_csv", "clean.csv", COPY_CSV_TITLE),
+            ("copy_no_company", "clean_no_company.copy", COPY_NO_COMPANY_TITLE),
         ):
+            if key != "copy_no_company":
+                bench.create_companies(schema[key])
             detail, rss = bench.run_child(key, schema[key], workdir / source)
             contacts = bench.contacts_in(schema[key])
             accounting = f"{contacts} contacts in the database"
@@ -958,7 +1013,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("ie_default", "django-import-export defaults + clean_model_instances"),
                 ("ie_bulk", "django-import-export use_bulk + clean_model_instances"),
             ):
-                bench.create_companies(schema[key], sample)
+                bench.create_companies(schema[key])
                 detail, rss = bench.run_child(key, schema[key], sample)
                 contacts = bench.contacts_in(schema[key])
                 totals = detail["totals"]
