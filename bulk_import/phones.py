@@ -14,6 +14,11 @@
   ``phonenumbers.parse`` spends most of its 15 µs normalising each character through its
   Unicode tables; the shortcut takes about 3 µs.
 - **the first region of a shared country code**: ``is_valid_phone_number``, below.
+- **validity for a region** (``_valid_for_region``): ``phonenumbers.is_valid_number_for_region``
+  finds the number's type, trying its region's descriptions of premium-rate, toll-free and six
+  other kinds of numbers before fixed-line and mobile ones: ten pattern matches for an ordinary
+  number. Valid means that the number matches the general description and one of those; the
+  same descriptions, tried fixed-line and mobile first, answer in two matches for most numbers.
 
 Tests compare ``parse_phone`` with the library's functions on every phone value of
 ``../shared/data`` and on generated numbers in several regions (tests/test_bulk_import_phones.py).
@@ -188,25 +193,102 @@ def _country_plan(country_code: int) -> _NumberingPlan | None:
     return None if metadata is None else _NumberingPlan.of(metadata)
 
 
+class _NumberDesc(NamedTuple):
+    """A description of a kind of number in phonenumbers' metadata (``PhoneNumberDesc``): the
+    national numbers' lengths (None: any) and compiled ``national_number_pattern``."""
+
+    lengths: frozenset[int] | None
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def of(cls, desc: phonenumbers.PhoneNumberDesc | None) -> _NumberDesc | None:
+        """None for a description no number matches (none, or without a pattern)."""
+        if desc is None or not desc.national_number_pattern:
+            return None
+        lengths = frozenset(desc.possible_length) if desc.possible_length else None
+        return cls(lengths, re.compile(desc.national_number_pattern))
+
+    def matches(self, national_number: str) -> bool:
+        """phonenumbers' ``_is_number_matching_desc``: the length is one of the description's
+        (when it lists some) and the whole number matches its pattern."""
+        if self.lengths is not None and len(national_number) not in self.lengths:
+            return False
+        return self.pattern.fullmatch(national_number) is not None
+
+
+@functools.cache
+def _validity_descs(region: str) -> tuple[_NumberDesc | None, tuple[_NumberDesc, ...]]:
+    """``region``'s general description and the descriptions of the kinds of numbers that make a
+    number valid there, most common first: fixed-line, mobile (unless its pattern is the
+    fixed-line one: phonenumbers then never tests it), then the others in the library's order.
+    Raises KeyError for a region phonenumbers has no metadata for."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None:
+        raise KeyError(region)
+    kinds = [metadata.fixed_line]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        kinds.append(metadata.mobile)
+    kinds += [
+        metadata.premium_rate,
+        metadata.toll_free,
+        metadata.shared_cost,
+        metadata.voip,
+        metadata.personal_number,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+    ]
+    descs = tuple(desc for desc in map(_NumberDesc.of, kinds) if desc is not None)
+    return _NumberDesc.of(metadata.general_desc), descs
+
+
+def _valid_for_region(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """``phonenumbers.is_valid_number_for_region(number, region)`` for a number whose country code
+    is ``region``'s: its type is not UNKNOWN (``_number_type_helper``) exactly when its national
+    significant number matches the general description and the description of one kind of
+    number, whichever is tried first."""
+    general, kinds = _validity_descs(region)
+    national_number = phonenumbers.national_significant_number(number)
+    if general is None or not general.matches(national_number):
+        return False
+    return any(kind.matches(national_number) for kind in kinds)
+
+
 def is_valid_phone_number(number: phonenumbers.PhoneNumber, region: str | None) -> bool:
     """``phonenumbers.is_valid_number(number)``, in one look at the number's patterns instead of
     two when ``number`` is valid for ``region`` and ``region`` is where it is looked first.
 
-    ``is_valid_number`` first finds the number's region: for a country code shared by several
-    regions (+1: US, CA, the Caribbean...), it tries them in the library's order and takes the
-    first whose patterns the number matches (or, for a region with leading digits, whose leading
-    digits it starts with); then it checks the number against that region's patterns a second
-    time. When the first region tried is ``region`` itself and has no leading digits, a number
-    valid for ``region`` is the one that search returns, so it is valid; anything else (and a
-    country code of one region, checked once anyway) is left to ``is_valid_number``.
+    ``is_valid_number`` first finds the number's region: the only region of its country code, or,
+    for a country code shared by several regions (+1: US, CA, the Caribbean...), the first in
+    the library's order whose patterns the number matches (or, for a region with leading digits,
+    whose leading digits it starts with); then it checks the number against that region's
+    patterns (``is_valid_number_for_region``). A country code's only region is checked at once;
+    when the first region tried is ``region`` itself and has no leading digits, a number valid for
+    ``region`` is the one that search returns, so it is valid; anything else (and non-geographic
+    numbers, +800 and such) is left to ``is_valid_number``.
     """
+    sole_region = _sole_region(number.country_code)
+    if sole_region is not None:
+        return _valid_for_region(number, sole_region)
     if (
         region is not None
         and _looked_first(region, number.country_code)
-        and phonenumbers.is_valid_number_for_region(number, region)
+        and _valid_for_region(number, region)
     ):
         return True
     return phonenumbers.is_valid_number(number)
+
+
+@functools.cache
+def _sole_region(country_code: int) -> str | None:
+    """The region of ``country_code`` when it has one, and metadata of its own (not a
+    non-geographic entity, "001"); None otherwise."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1 or regions[0] == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+        return None
+    if phonenumbers.PhoneMetadata.metadata_for_region(regions[0], None) is None:
+        return None
+    return regions[0]
 
 
 @functools.cache

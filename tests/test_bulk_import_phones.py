@@ -225,3 +225,60 @@ def test_the_plain_number_shortcut_takes_only_numbers_without_prefixes(
         assert parsed is not None
         assert (parsed.country_code, parsed.national_number, parsed.extension) == number
         assert parsed == phonenumbers.parse(value, region)
+
+
+def numbers_for_region(
+    region: str, count: int, seed: int = 20261121
+) -> list[phonenumbers.PhoneNumber]:
+    """The library's example number of each kind for ``region`` (valid by construction), and
+    ``count`` random national numbers of the lengths its general description allows (mostly
+    invalid, some valid), all with ``region``'s country code."""
+    rnd = random.Random(f"{seed}-{region}")
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+    numbers = [
+        example
+        for kind in phonenumbers.PhoneNumberType.values()
+        if (example := phonenumbers.example_number_for_type(region, kind)) is not None
+    ]
+    lengths = [length for length in metadata.general_desc.possible_length if length > 0] or [8]
+    for _ in range(count):
+        digits = str(rnd.randint(1, 9)) + "".join(
+            rnd.choice("0123456789") for _ in range(rnd.choice(lengths) - 1)
+        )
+        numbers.append(
+            phonenumbers.PhoneNumber(
+                country_code=metadata.country_code, national_number=int(digits)
+            )
+        )
+    return numbers
+
+
+def test_validity_for_a_region_is_the_librarys_in_every_region() -> None:
+    from bulk_import.phones import _valid_for_region
+
+    valid = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number in numbers_for_region(region, 150):
+            expected = phonenumbers.is_valid_number_for_region(number, region)
+            assert _valid_for_region(number, region) is expected, (region, number)
+            valid += expected
+    # Every region's example numbers at least: the valid side is tested, not only rejections.
+    assert valid > 2 * len(phonenumbers.SUPPORTED_REGIONS)
+
+
+@pytest.mark.parametrize("region", PLAN_REGIONS)
+def test_phone_verdicts_are_the_librarys_on_generated_numbers(region: str | None) -> None:
+    from bulk_import.phones import is_valid_phone_number
+
+    numbers = []
+    for value in phone_values():
+        with suppress(phonenumbers.NumberParseException):
+            numbers.append(phonenumbers.parse(value, region))
+    assert len(numbers) > 1000
+    mismatches = [
+        (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), expected)
+        for number in numbers
+        if is_valid_phone_number(number, region)
+        != (expected := phonenumbers.is_valid_number(number))
+    ]
+    assert mismatches == []
