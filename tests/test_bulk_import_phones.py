@@ -49,26 +49,6 @@ def shared_phone_numbers() -> list[str]:
     return sorted(numbers)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "contacts").is_dir(), reason="shared data not found")
-@pytest.mark.parametrize("region", ["US", "CA", "GB", "DE", "RU", None])
-def test_phone_verdicts_are_the_librarys_on_every_number_of_the_shared_files(
-    region: str | None,
-) -> None:
-    from bulk_import.phones import is_valid_phone_number
-
-    numbers = []
-    for value in shared_phone_numbers():
-        with suppress(phonenumbers.NumberParseException):
-            numbers.append(phonenumbers.parse(value, region))
-    assert len(numbers) > 1000
-    mismatches = [
-        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        for number in numbers
-        if is_valid_phone_number(number, region) != phonenumbers.is_valid_number(number)
-    ]
-    assert mismatches == []
-
-
 @pytest.mark.parametrize(
     ("value", "region", "valid"),
     [
@@ -267,7 +247,9 @@ def test_validity_for_a_region_is_the_librarys_in_every_region() -> None:
 
 
 @pytest.mark.parametrize("region", PLAN_REGIONS)
-def test_phone_verdicts_are_the_librarys_on_generated_numbers(region: str | None) -> None:
+def test_phone_verdicts_are_the_librarys_on_generated_and_shared_numbers(
+    region: str | None,
+) -> None:
     from bulk_import.phones import is_valid_phone_number
 
     numbers = []
