@@ -14,8 +14,8 @@ fork stay frozen (``gc.freeze``) in both processes until the child is reaped, so
 collector does not write to them and the two processes keep sharing the pages they sit on.
 The child also runs the collector's youngest generation less often (``CHILD_GC_THRESHOLD``), and
 the parent pauses the collector while it unpickles a batch: the rows of a batch are freed by
-reference counting, and a collection among them finds nothing to free but costs 5 to 8 % of the
-child's time (docs/performance.md). Everything that touches the
+reference counting, and collections among them find nothing to free but cost about 3 % of the
+child's CPU time and 6 % of the parent's in the import benchmark (docs/performance.md). Everything that touches the
 database, the batch's transaction, the checkpoint, cancel, the soft time limit and the progress
 stays in the parent, exactly as without the child: the parent decides whether the next batch is
 written, and when it stops (cancel, time limit, an error), the child is killed and reaped before
