@@ -7,23 +7,23 @@ runs the reading and validating in a child process forked from the importing pro
 validates batch N+1 while the parent and PostgreSQL write batch N. A thread would not help: the
 validation holds the GIL.
 
-The child inherits the open reader, the validator and the options (fork: nothing is set up
-again) and sends each batch, pickled, over a pipe. The pipe holds one batch at most, so the child
-is never more than about two batches ahead and memory stays flat. The objects that exist at the
-fork stay frozen (``gc.freeze``) in both processes until the child is reaped, so that the garbage
-collector does not write to them and the two processes keep sharing the pages they sit on.
-The child also runs the collector's youngest generation less often (``CHILD_GC_THRESHOLD``), and
-the parent pauses the collector while it unpickles a batch: the rows of a batch are freed by
-reference counting, and collections among them find nothing to free but cost about 3 % of the
-child's CPU time and 6 % of the parent's in the import benchmark (docs/performance.md). Everything that touches the
-database, the batch's transaction, the checkpoint, cancel, the soft time limit and the progress
-stays in the parent, exactly as without the child: the parent decides whether the next batch is
-written, and when it stops (cancel, time limit, an error), the child is killed and reaped before
+The child inherits the open reader, the validator and the options (fork: nothing is set up again)
+and sends each batch, pickled, over a pipe. The pipe holds one batch at most, so the child is never
+more than about two batches ahead and memory stays flat. The objects that exist at the fork stay
+frozen (``gc.freeze``) in both processes until the child is reaped, so that the garbage collector
+does not write to them and the two processes keep sharing the pages they sit on. The child also
+runs the collector's youngest generation less often (``CHILD_GC_THRESHOLD``), and the parent pauses
+the collector while it unpickles a batch: the rows of a batch are freed by reference counting, and
+collections among them find nothing to free but cost about 3 % of the child's CPU time and 6 % of
+the parent's in the import benchmark (docs/performance.md). Everything that touches the database,
+the batch's transaction, the checkpoint, cancel, the soft time limit and the progress stays in the
+parent, exactly as without the child: the parent decides whether the next batch is written, and
+when it stops (cancel, time limit, an error), the child is killed and reaped before
 ``batches_from`` returns. The child never uses the parent's database connection, and leaves with
 ``os._exit`` so that nothing it inherited is finalised (a database session it shares with the
 parent would be ended by a finaliser). An exception in the child (``ImportFileError`` for a file
-that turns out unreadable part-way, or any other) is sent to the parent and raised there.
-A child whose parent dies (a killed worker) fails its next write to the pipe and exits.
+that turns out unreadable part-way, or any other) is sent to the parent and raised there. A child
+whose parent dies (a killed worker) fails its next write to the pipe and exits.
 """
 
 from __future__ import annotations
