@@ -1,7 +1,7 @@
 """Phone numbers to E.164, by ``phonenumbers`` (the Python port of Google's libphonenumber).
 
 ``parse_phone(value, region)`` is ``phonenumbers.parse`` + ``is_valid_number`` +
-``format_number(E164)``, with two shortcuts that give the library's own results faster:
+``format_number(E164)``, with shortcuts that give the library's own results faster:
 
 - **plain numbers** (digits, spaces, ``-``, ``.``, parentheses and at most a leading ``+``: what
   most contact files hold) skip the library's text parsing when nothing in the number's leading
