@@ -9,6 +9,7 @@ with unique schema names and never depends on rows it did not create.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -84,6 +86,22 @@ def child_process_environment() -> dict[str, str]:
     env["TEST_WORKER_DATABASE_NAME"] = connection.settings_dict["NAME"]
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(EXAMPLE_PROJECT)])
     return env
+
+
+def python_reporting_json(script: str, *args: str, cwd: Path = REPO_ROOT) -> Any:
+    """Run ``script`` (Python source) in a new interpreter with ``args`` as ``sys.argv[1:]``, in
+    ``cwd`` with ``child_process_environment()``; return the JSON its last line of output holds.
+    Fails the test, with the child's stderr, when it exits non-zero."""
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=child_process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def unique_schema_name(prefix: str = "t") -> str:

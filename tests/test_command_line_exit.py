@@ -4,12 +4,9 @@ the calling process alone."""
 from __future__ import annotations
 
 import gc
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 
-from tests.conftest import EXAMPLE_PROJECT, child_process_environment, run_command
+from tests.conftest import EXAMPLE_PROJECT, python_reporting_json, run_command
 
 SCRIPT = """
 import gc, json, sys
@@ -28,16 +25,7 @@ print(json.dumps({"code": code, "frozen": gc.get_freeze_count(),
 
 
 def after_command_line(*args: str) -> dict[str, object]:
-    completed = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args],
-        cwd=EXAMPLE_PROJECT,
-        env=child_process_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return python_reporting_json(SCRIPT, *args, cwd=EXAMPLE_PROJECT)
 
 
 def test_a_command_line_run_closes_its_connections_and_freezes_the_collectors_objects(

@@ -4,11 +4,7 @@ paid on each start. The importer's libraries wait until an import or an upload n
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from tests.conftest import REPO_ROOT, child_process_environment
+from tests.conftest import python_reporting_json
 
 IMPORTER_MODULES = [
     "bulk_import.readers",
@@ -31,15 +27,7 @@ def modules_loaded_by(code: str) -> list[str]:
         f"print(json.dumps([m for m in {[*IMPORTER_MODULES, 'phonenumbers']!r} "
         "if m in sys.modules]))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO_ROOT,
-        env=child_process_environment(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return python_reporting_json(script)
 
 
 def test_starting_django_imports_none_of_the_importers_libraries() -> None:
