@@ -127,6 +127,11 @@ class ImportInProgress(Exception):
     """Another process holds the import's lock (it is running it, or its session is ending)."""
 
 
+class ImportDeleted(Exception):
+    """The BulkImport was deleted while it ran (for example from the admin); nothing of the
+    batch being written was kept."""
+
+
 def run_import(
     bulk_import_id: int,
     *,
@@ -143,8 +148,9 @@ def run_import(
     already finished is returned untouched. ``task_id`` is stored on the record.
 
     Waits up to ``lock_wait`` seconds for another process's session lock on the import, then
-    raises ImportInProgress. Database errors propagate (the task retries them and resumes); any
-    other unexpected exception marks the import failed and propagates.
+    raises ImportInProgress. Raises ImportDeleted when the record is deleted while it runs (the
+    batch being written is rolled back). Database errors propagate (the task retries them and
+    resumes); any other unexpected exception marks the import failed and propagates.
     """
     lock_key = (zlib.crc32(connection.schema_name.encode()) - 2**31, bulk_import_id)
     deadline = time.monotonic() + lock_wait
@@ -189,6 +195,8 @@ def _run_locked(bulk_import_id: int, task_id: str, time_limit: float | None) -> 
         importer.run()
     except ImportFileError as exc:
         _finish(record, BulkImport.Status.FAILED, str(exc))
+    except ImportDeleted:
+        raise  # no record left to finish
     except (OperationalError, InterfaceError) as exc:
         if not _raised_by_time_limit(exc):
             raise  # the database went away: the task retries and resumes after the last batch
@@ -640,7 +648,13 @@ class ContactImporter:
         # was set: the batch is kept and the import stops after it (no extra query per batch).
         record = BulkImport.objects.filter(pk=self.record.pk)
         if not record.filter(cancel_requested=False).update(**counters):
-            record.update(**counters)
+            if not record.update(**counters):
+                # The row lock this update takes is what keeps the success records' reference
+                # valid (they have no foreign key constraint): no lock, no batch.
+                raise ImportDeleted(
+                    f"Bulk import {self.record.pk} was deleted while it ran; its last batch "
+                    "was rolled back."
+                )
             self.cancelled = True
 
     def _contact_ids(self, count: int) -> list[int]:

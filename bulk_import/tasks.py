@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from celery import Task, shared_task
@@ -10,7 +11,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django_tenants.utils import schema_context
 
 from bulk_import import conf
-from bulk_import.importer import ImportInProgress, run_import
+from bulk_import.importer import ImportDeleted, ImportInProgress, run_import
 from bulk_import.models import BulkImport
 
 #: A task that finds its import locked by another process (a redelivered copy while the first is
@@ -18,6 +19,10 @@ from bulk_import.models import BulkImport
 #: this many seconds apart, until the import is finished.
 LOCKED_RETRY_COUNTDOWN = 15
 LOCKED_MAX_RETRIES = 240
+#: What ``run_bulk_import`` returns when its BulkImport was deleted while it ran.
+DELETED = "deleted"
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -29,7 +34,8 @@ LOCKED_MAX_RETRIES = 240
     max_retries=5,
 )
 def run_bulk_import(self: Task, schema_name: str, bulk_import_id: int) -> str:
-    """Run the BulkImport ``bulk_import_id`` of the tenant ``schema_name``; return its status.
+    """Run the BulkImport ``bulk_import_id`` of the tenant ``schema_name``; return its status
+    (``DELETED`` when the record was deleted while it ran).
 
     Idempotent: a redelivered or retried task resumes after the last committed batch, and a
     finished import is left as it is. ``acks_late`` with ``reject_on_worker_lost``: a message is
@@ -49,6 +55,9 @@ def run_bulk_import(self: Task, schema_name: str, bulk_import_id: int) -> str:
             raise self.retry(
                 exc=exc, countdown=LOCKED_RETRY_COUNTDOWN, max_retries=LOCKED_MAX_RETRIES
             ) from exc
+        except ImportDeleted as exc:
+            logger.warning("%s", exc)
+            return DELETED
         return record.status
 
 

@@ -4,6 +4,7 @@ duplicates, several e-mail columns, batches, encodings and files that cannot be 
 from __future__ import annotations
 
 import csv
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -401,6 +402,87 @@ def test_interrupted_import_resumes_after_the_last_committed_batch(
         assert Contact.objects.count() == 5
         assert sorted(record.successes.values_list("row_number", flat=True)) == [3, 4, 5]
         assert run_import(record.pk).created_count == 5  # a finished import is left alone
+
+
+@override_settings(BULK_IMPORT_BATCH_SIZE=2)
+def test_import_deleted_while_it_runs_keeps_no_record_of_the_batch_being_written(
+    tmp_path: Path, make_tenant: MakeTenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The success records have no foreign key constraint; the batch's update of its import row
+    stands in for it: an import deleted (here by another connection, between two batches) leaves
+    no record behind, and the task ends with ``DELETED`` instead of failing."""
+    from crm.models import Contact
+
+    from bulk_import.importer import ContactImporter
+    from bulk_import.models import BulkImportSuccess
+    from bulk_import.tasks import DELETED, run_bulk_import
+
+    path = write_csv(
+        tmp_path / "deleted.csv",
+        [["first_name", "email"]] + [[f"P{i}", f"p{i}@example.com"] for i in range(1, 7)],
+    )
+    tenant = make_tenant()
+    import_batch = ContactImporter._import_batch
+    batches_started = 0
+
+    def delete_before_the_second_batch(importer: ContactImporter, batch: Any) -> None:
+        nonlocal batches_started
+        batches_started += 1
+        if batches_started == 2:
+            # Django's connections are per thread: this one commits on its own.
+            def delete() -> None:
+                with schema_context(tenant.schema_name):
+                    BulkImport.objects.filter(pk=importer.record.pk).delete()
+                connection.close()
+
+            deleter = threading.Thread(target=delete)
+            deleter.start()
+            deleter.join()
+        import_batch(importer, batch)
+
+    monkeypatch.setattr(ContactImporter, "_import_batch", delete_before_the_second_batch)
+    with schema_context(tenant.schema_name):
+        with path.open("rb") as content:
+            record = create_bulk_import(content, path.name)
+
+        assert run_bulk_import(tenant.schema_name, record.pk) == DELETED
+
+        assert batches_started == 2
+        assert not BulkImport.objects.filter(pk=record.pk).exists()
+        assert not BulkImportSuccess.objects.filter(bulk_import_id=record.pk).exists()
+        # The first batch's contacts were committed before the delete, and are the user's now.
+        assert sorted(Contact.objects.values_list("email", flat=True)) == [
+            "p1@example.com",
+            "p2@example.com",
+        ]
+
+
+def test_success_records_table_has_no_foreign_key_and_one_index_by_import(
+    make_tenant: MakeTenant,
+) -> None:
+    """The success records' table is written once per imported row: it carries the primary key
+    and the (bulk_import, contact_id) index, and no foreign key constraint or second index whose
+    upkeep would slow every import (the deleted-import test covers what stands in for the
+    constraint)."""
+    from bulk_import.models import BulkImportSuccess
+
+    tenant = make_tenant()
+    table = BulkImportSuccess._meta.db_table
+    with schema_context(tenant.schema_name), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+            [table],
+        )
+        foreign_keys = [name for (name,) in cursor.fetchall()]
+        cursor.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND NOT i.indisprimary "
+            "ORDER BY a.attname",
+            [table],
+        )
+        indexed_columns = [name for (name,) in cursor.fetchall()]
+    assert foreign_keys == []
+    assert indexed_columns == ["bulk_import_id", "contact_id"]
 
 
 def test_values_with_copy_special_characters_land_unchanged(
