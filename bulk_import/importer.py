@@ -58,8 +58,8 @@ from bulk_import.validation import CleanRow, RowCheck, RowError, RowValidator
 
 logger = logging.getLogger(__name__)
 
-#: A batch that hits the unique e-mail constraint (a concurrent import of the same contacts) is
-#: retried this many times; each retry sees the rows the other import committed.
+#: A batch that hits a unique constraint (a concurrent import of the same contacts or companies)
+#: is retried this many times; each retry sees the rows the other import committed.
 BATCH_ATTEMPTS = 3
 #: Company ids an import remembers between batches (name -> id), at most.
 COMPANY_CACHE_SIZE = 20_000
@@ -438,6 +438,9 @@ class ContactImporter:
             ["bulk_import", "row_number", "field", "error_type", "message", "raw_row"],
         )
         self.company_cache: dict[str, int] = {}
+        self.company_rows = (
+            ModelRows(self.company_model, ["name"]) if self.company_model is not None else None
+        )
         self.stats: dict[str, FieldCounts] = {}
         self.progress = Progress(record.processed_rows)
         #: True once a batch saw ``cancel_requested``; the rows up to that batch are kept.
@@ -714,11 +717,16 @@ class ContactImporter:
     def _company_ids(self, names: set[str]) -> dict[str, int]:
         """Get or create the companies named ``names``; return their ids by name.
 
-        Ids found in earlier batches of this import are remembered (up to
-        ``COMPANY_CACHE_SIZE`` names) and not looked up again; the memory is cleared when a batch
-        fails, in case a company was deleted meanwhile.
+        Missing companies are written with ``COPY`` (``ModelRows``: their other fields get their
+        defaults, as ``bulk_create`` would give them) and then looked up. A company that a
+        concurrent import created meanwhile makes the ``COPY`` fail on a unique name; the batch
+        is then retried (``BATCH_ATTEMPTS``) and finds it.
+
+        Ids found in earlier batches of this import are remembered (up to ``COMPANY_CACHE_SIZE``
+        names) and not looked up again; the memory is cleared when a batch fails, in case a
+        company was deleted meanwhile.
         """
-        if not names or self.company_model is None:
+        if not names or self.company_model is None or self.company_rows is None:
             return {}
         known = self.company_cache
         ids = {name: known[name] for name in names if name in known}
@@ -728,11 +736,7 @@ class ContactImporter:
             found = dict(manager.filter(name__in=in_json_array(unknown)).values_list("name", "pk"))
             missing = unknown - found.keys()
             if missing:
-                # ignore_conflicts: a concurrent import may create the same company meanwhile.
-                manager.bulk_create(
-                    [self.company_model(name=name) for name in sorted(missing)],
-                    ignore_conflicts=True,
-                )
+                self.company_rows.copy([name] for name in sorted(missing))
                 found.update(
                     manager.filter(name__in=in_json_array(missing)).values_list("name", "pk")
                 )

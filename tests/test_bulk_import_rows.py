@@ -147,6 +147,58 @@ def test_duplicates_in_file_and_in_database_are_skipped_first_row_wins(
     assert set(errors_by_row(tenant, again).values()) == {("duplicate_existing", "email")}
 
 
+def test_company_created_by_a_concurrent_import_is_found_on_the_batchs_retry(
+    tmp_path: Path,
+    make_tenant: MakeTenant,
+    import_file: ImportFile,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New companies are written with COPY, which has no ON CONFLICT: a company committed by
+    another connection after the batch looked it up fails the COPY on the unique name, and the
+    batch is retried and links the contact to that company."""
+    from crm.models import Company, Contact
+
+    from bulk_import.copy_writer import ModelRows
+
+    tenant = make_tenant()
+    copy = ModelRows.copy
+    company_copies = 0
+
+    def company_created_meanwhile(self: ModelRows, *args: Any, **kwargs: Any) -> int:
+        nonlocal company_copies
+        if self.model is Company:
+            company_copies += 1
+            if company_copies == 1:
+
+                def create() -> None:
+                    with schema_context(tenant.schema_name):
+                        Company.objects.create(name="Initech", website="initech.example")
+                    connection.close()
+
+                creator = threading.Thread(target=create)
+                creator.start()
+                creator.join()
+        return copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelRows, "copy", company_created_meanwhile)
+    path = write_csv(
+        tmp_path / "companies.csv",
+        [["email", "company_name"], ["a@example.com", "Initech"], ["b@example.com", "Hooli"]],
+    )
+
+    record = import_file(tenant, path)
+
+    assert_accounted(record, 2)
+    assert record.created_count == 2
+    assert company_copies == 2  # the first attempt's COPY failed; the retry wrote Hooli only
+    with schema_context(tenant.schema_name):
+        initech = Company.objects.get(name="Initech")
+        assert initech.website == "initech.example"
+        assert Contact.objects.get(email="a@example.com").company_id == initech.pk
+        assert Contact.objects.get(email="b@example.com").company.name == "Hooli"
+        assert Company.objects.count() == 2
+
+
 @override_settings(BULK_IMPORT_BATCH_SIZE=2)
 def test_duplicates_across_batches_are_in_file(tmp_path: Path, make_tenant: MakeTenant) -> None:
     header = ["Name", "Email 1", "Company"]
