@@ -48,6 +48,27 @@ def contacts(tenant: Tenant) -> list[tuple[str, str, str, str | None]]:
         ]
 
 
+def committed_by_another_connection(schema_name: str, work: Callable[[], object]) -> None:
+    """Run ``work`` in ``schema_name`` on a connection of its own (Django's connections are per
+    thread), committed before this returns; raise what ``work`` raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with schema_context(schema_name):
+                work()
+        except BaseException as exc:
+            raised.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if raised:
+        raise raised[0]
+
+
 def assert_accounted(record: BulkImport, rows: int) -> None:
     assert record.status == BulkImport.Status.SUCCEEDED, record.failure_reason
     assert record.total_rows == rows
@@ -169,15 +190,10 @@ def test_company_created_by_a_concurrent_import_is_found_on_the_batchs_retry(
         if self.model is Company:
             company_copies += 1
             if company_copies == 1:
-
-                def create() -> None:
-                    with schema_context(tenant.schema_name):
-                        Company.objects.create(name="Initech", website="initech.example")
-                    connection.close()
-
-                creator = threading.Thread(target=create)
-                creator.start()
-                creator.join()
+                committed_by_another_connection(
+                    tenant.schema_name,
+                    lambda: Company.objects.create(name="Initech", website="initech.example"),
+                )
         return copy(self, *args, **kwargs)
 
     monkeypatch.setattr(ModelRows, "copy", company_created_meanwhile)
@@ -481,15 +497,10 @@ def test_import_deleted_while_it_runs_keeps_no_record_of_the_batch_being_written
         nonlocal batches_started
         batches_started += 1
         if batches_started == 2:
-            # Django's connections are per thread: this one commits on its own.
-            def delete() -> None:
-                with schema_context(tenant.schema_name):
-                    BulkImport.objects.filter(pk=importer.record.pk).delete()
-                connection.close()
-
-            deleter = threading.Thread(target=delete)
-            deleter.start()
-            deleter.join()
+            committed_by_another_connection(
+                tenant.schema_name,
+                lambda: BulkImport.objects.filter(pk=importer.record.pk).delete(),
+            )
         import_batch(importer, batch)
 
     monkeypatch.setattr(ContactImporter, "_import_batch", delete_before_the_second_batch)
